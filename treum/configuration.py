@@ -1,0 +1,129 @@
+"""Composing the Hydra config of a run, with errors that say what to fix.
+
+Plugins add their config packages to the search path (``treum_config_searchpath``),
+so ``model=<their model>`` works once they are installed. When a run does not
+choose ``task=``, the task follows the chosen model's spec.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from treum.core.config import build_config
+from treum.core.errors import ConfigError, did_you_mean
+from treum.core.plugins import PluginRegistry
+
+GROUP_KIND = {"model": "models", "data": "datasets", "features": "features"}
+
+
+def _explain_missing(exc: MissingConfigException, plugins: PluginRegistry) -> ConfigError:
+    message = str(exc)
+    m = re.search(r"Could not find '([\w/]+)/([\w.\-]+)'", message)
+    if m:
+        group, choice = m.group(1), m.group(2)
+        kind = GROUP_KIND.get(group)
+        if kind:
+            names = list(plugins.specs(kind))
+            registered = choice in names
+            if registered:
+                return ConfigError(
+                    f"{group} '{choice}' is registered but has no conf/{group}/{choice}.yaml on the config "
+                    "search path; its plugin must return its conf package from treum_config_searchpath"
+                )
+            return ConfigError(
+                f"{group} '{choice}' is not registered{did_you_mean(choice, names)} "
+                f"(choices: {', '.join(names)}; see `treum plugins list`)"
+            )
+        options = getattr(exc, "options", None) or []
+        return ConfigError(f"no config '{choice}' in group '{group}'{did_you_mean(choice, options)}; choices: {', '.join(options)}")
+    return ConfigError(message.splitlines()[0])
+
+
+def _explain_composition(exc: Exception, cfg_hint: dict[str, list[str]]) -> ConfigError:
+    message = str(exc)
+    m = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
+    if m:
+        key = m.group(1)
+        group, _, leaf = key.partition(".")
+        fields = cfg_hint.get(group, [])
+        return ConfigError(
+            f"{key}: unknown key{did_you_mean(leaf, fields)} (known keys of '{group}': {', '.join(fields) or 'none'})"
+        )
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    return ConfigError(f"bad override: {first}")
+
+
+def _compose_once(overrides: list[str], plugins: PluginRegistry, hint: dict[str, list[str]]) -> DictConfig:
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    extra = plugins.searchpath
+    full = list(overrides)
+    if extra:
+        full.append(f"hydra.searchpath=[{','.join(extra)}]")
+    try:
+        with initialize_config_module(config_module="treum.conf", version_base=None):
+            return compose(config_name="config", overrides=full)
+    except MissingConfigException as exc:
+        raise _explain_missing(exc, plugins) from None
+    except (ConfigCompositionException, HydraException, OmegaConfBaseException) as exc:
+        raise _explain_composition(exc, hint) from None
+
+
+def model_fields(plugins: PluginRegistry, name: str) -> list[str]:
+    import dataclasses
+
+    try:
+        return [f.name for f in dataclasses.fields(plugins.model(name).config_cls)]
+    except Exception:
+        return []
+
+
+def compose_run(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig:
+    """Compose and validate the config of one run; the model's config is checked before any work."""
+    overrides = list(overrides)
+    chosen_model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), "gbm_direction")
+    hint = {"model": model_fields(plugins, chosen_model)}
+    cfg = _compose_once(overrides, plugins, hint)
+    hint = {k: list(v.keys()) for k, v in cfg.items() if isinstance(v, DictConfig)}
+    hint["model"] = model_fields(plugins, cfg.model.name)
+    spec = plugins.model(cfg.model.name)
+    if not any(o.split("=", 1)[0].lstrip("+~") == "task" for o in overrides) and cfg.task.name != spec.task:
+        cfg = _compose_once(overrides + [f"task={spec.task}"], plugins, hint)
+    if cfg.task.name != spec.task:
+        raise ConfigError(
+            f"model '{spec.name}' is a {spec.task} model but the run chose task={cfg.task.name}; "
+            f"drop the task override or choose a {cfg.task.name} model"
+        )
+    build_config(spec, OmegaConf.to_container(cfg.model, resolve=True))
+    return cfg
+
+
+def compose_plain(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig:
+    """Compose without tying the task to the model (leaderboards pick every model of the task)."""
+    return _compose_once(list(overrides), plugins, {})
+
+
+def expand_multirun(overrides: Sequence[str]) -> list[list[str]]:
+    """``a=1,2 b=x,y`` -> the four override lists of the sweep, in order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {exc}") from None
+    choices = []
+    for o in parsed:
+        if o.is_sweep_override():
+            key = o.get_key_element()
+            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            choices.append([o.input_line])
+    return [list(c) for c in itertools.product(*choices)]

@@ -1,0 +1,36 @@
+"""Errors that name what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TreumError(Exception):
+    """Base class of every error treum raises on purpose; the CLI prints these without a traceback."""
+
+
+class ConfigError(TreumError):
+    """A configuration value is unknown, of the wrong type, or inconsistent."""
+
+
+class PluginError(TreumError):
+    """Plugins disagree (two claim one name) or a plugin is malformed."""
+
+
+class DataValidationError(TreumError):
+    """A data set failed validation; the message names the file, row and column."""
+
+
+class ArtifactIntegrityError(TreumError):
+    """An artifact on disk does not match the hashes it was saved with."""
+
+
+class RegistryError(TreumError):
+    """A registry operation is not allowed in the current state."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

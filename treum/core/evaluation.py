@@ -1,0 +1,154 @@
+"""Walk-forward evaluation, written once for every model and baseline.
+
+The test segment is cut into blocks of ``refit_every`` bars. Before each block
+the model is refit from scratch on everything before it (expanding window) or
+on the last ``window_bars`` bars (rolling), less a purge of ``purge`` bars
+(so that no training label looks into the block) and an embargo. When the data
+has a valid segment, each fold's last ``len(valid)`` bars before the gap are
+the validation set, never the test block.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from treum.core.data import Segments
+from treum.core.errors import ConfigError
+
+
+@dataclass
+class WalkForwardConfig:
+    refit_every: int = 252
+    window: Literal["expanding", "rolling"] = "expanding"
+    window_bars: int | None = None
+    purge: int | None = None  # None: the task's longest label horizon
+    embargo: int = 0
+    bootstrap: int = 500
+    seed: int = 0
+
+    def validate(self) -> str | None:
+        if self.refit_every < 1:
+            return f"eval.refit_every must be at least 1, got {self.refit_every}"
+        if self.window == "rolling" and not self.window_bars:
+            return "eval.window=rolling needs eval.window_bars"
+        if self.embargo < 0 or (self.purge is not None and self.purge < 0):
+            return "eval.purge and eval.embargo cannot be negative"
+        return None
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    train: tuple[pd.Timestamp, pd.Timestamp]
+    valid: tuple[pd.Timestamp, pd.Timestamp] | None
+    test: tuple[pd.Timestamp, pd.Timestamp]
+
+
+def make_folds(
+    timestamps: pd.DatetimeIndex, segments: Segments, cfg: WalkForwardConfig, purge: int
+) -> list[Fold]:
+    """Folds over the test segment; every date a fold trains or validates on precedes its test block."""
+    ts = pd.DatetimeIndex(np.unique(timestamps.values))
+    test_idx = np.flatnonzero((ts >= segments.test[0]) & (ts <= segments.test[1]))
+    if len(test_idx) == 0:
+        raise ConfigError(f"no bars in the test segment {segments.test[0].date()}..{segments.test[1].date()}")
+    valid_len = 0
+    if segments.valid is not None:
+        valid_len = int(((ts >= segments.valid[0]) & (ts <= segments.valid[1])).sum())
+    first_train = int(np.searchsorted(ts, segments.train[0]))
+    gap = purge + cfg.embargo
+    folds = []
+    for k, start in enumerate(range(test_idx[0], test_idx[-1] + 1, cfg.refit_every)):
+        stop = min(start + cfg.refit_every, test_idx[-1] + 1) - 1
+        fit_end = start - gap - 1  # last bar a label may be fitted on
+        if valid_len:
+            valid = (ts[fit_end - valid_len + 1], ts[fit_end])
+            train_end = fit_end - valid_len - purge
+        else:
+            valid = None
+            train_end = fit_end
+        train_start = first_train
+        if cfg.window == "rolling":
+            train_start = max(first_train, train_end - int(cfg.window_bars) + 1)
+        if train_end - train_start < 50:
+            raise ConfigError(
+                f"fold {k} would train on {max(train_end - train_start + 1, 0)} bars; "
+                "move data.segments.train earlier or shorten the purge/valid segment"
+            )
+        folds.append(Fold(k, (ts[train_start], ts[train_end]), valid, (ts[start], ts[stop])))
+    return folds
+
+
+def _rows(frame: pd.DataFrame, span: tuple[pd.Timestamp, pd.Timestamp]) -> pd.DataFrame:
+    ts = frame.index.get_level_values("timestamp")
+    return frame[(ts >= span[0]) & (ts <= span[1])]
+
+
+@dataclass
+class EvaluationResult:
+    name: str
+    predictions: pd.DataFrame  # out of sample, with a ``fold`` column
+    folds: list[Fold]
+    fit_seconds: float
+    predict_seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def walk_forward(
+    name: str,
+    build: Callable[[], Any],
+    frame: pd.DataFrame,
+    folds: list[Fold],
+    sequential: bool,
+    on_fold: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Refit a fresh model per fold and collect its out-of-sample predictions.
+
+    ``build()`` returns an unfitted model. A ``sequential`` model is given the
+    rows before each test block as context for its predictions (never for fitting).
+    """
+    parts = []
+    fit_s = pred_s = 0.0
+    ts = frame.index.get_level_values("timestamp")
+    for fold in folds:
+        model = build()
+        train = _rows(frame, fold.train)
+        valid = _rows(frame, fold.valid) if fold.valid else None
+        t0 = time.perf_counter()
+        model.fit(train, valid)
+        t1 = time.perf_counter()
+        context = frame[ts <= fold.test[1]] if sequential else _rows(frame, fold.test)
+        pred = model.predict(context)
+        pred_s += time.perf_counter() - t1
+        fit_s += t1 - t0
+        pred = _rows(pred, fold.test).copy()
+        pred["fold"] = fold.index
+        parts.append(pred)
+        if on_fold is not None:
+            on_fold(fold.index + 1, len(folds))
+    predictions = pd.concat(parts).sort_index()
+    return EvaluationResult(name, predictions, folds, fit_s, pred_s)
+
+
+def final_fold(timestamps: pd.DatetimeIndex, segments: Segments, cfg: WalkForwardConfig, purge: int) -> Fold:
+    """The fit of the version that gets registered: everything up to the end of the test segment.
+
+    Its figures are the walk-forward ones; this fit only uses the newest labelled data,
+    with the same purge and the same length of validation set as the folds.
+    """
+    ts = pd.DatetimeIndex(np.unique(timestamps.values))
+    end = int(np.searchsorted(ts, segments.test[1], side="right")) - 1
+    valid_len = 0
+    if segments.valid is not None:
+        valid_len = int(((ts >= segments.valid[0]) & (ts <= segments.valid[1])).sum())
+    fit_end = end - purge
+    first = int(np.searchsorted(ts, segments.train[0]))
+    if valid_len:
+        return Fold(-1, (ts[first], ts[fit_end - valid_len - purge]), (ts[fit_end - valid_len + 1], ts[fit_end]), (ts[end], ts[end]))
+    return Fold(-1, (ts[first], ts[fit_end]), None, (ts[end], ts[end]))

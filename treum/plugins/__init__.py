@@ -1,0 +1,1 @@
+"""Built-in plugins that are not models: data sets, features, baselines."""

@@ -1,0 +1,1 @@
+"""The model registry: SQLAlchemy schema, Alembic migrations, lifecycle API, artifacts, audit log."""

@@ -1,0 +1,454 @@
+"""The registry API: jobs, versions, lifecycle (deploy, rollback, retire), history, audit.
+
+Lifecycle: a finished training run registers a new version of a model name as
+``registered``, or ``validated`` when it beat every baseline of its task on the
+same walk-forward split. ``deploy`` makes one version the live one of its name
+(the previous live version goes back to its earlier status), ``rollback``
+re-deploys the version that was live before, ``retire`` takes a version out for
+good. Every change writes ``model_deployments`` and the audit log in the same
+transaction as the change itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import secrets
+import traceback
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from treum.core.errors import RegistryError, did_you_mean
+from treum.registry import audit
+from treum.registry.artifacts import ArtifactStore
+from treum.registry.schema import (
+    ApiKey,
+    MLModel,
+    MLTrainingJob,
+    ModelDeployment,
+    ModelPerformanceMetric,
+    utcnow,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def treum_home() -> Path:
+    """``$TREUM_HOME``, default ``~/.treum``: the SQLite registry, artifacts and run outputs."""
+    return Path(os.environ.get("TREUM_HOME", Path.home() / ".treum")).expanduser()
+
+
+def default_url(home: Path | None = None) -> str:
+    env = os.environ.get("TREUM_REGISTRY_URL")
+    if env:
+        return env
+    home = home or treum_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'registry.db'}"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def clean_number(value: Any) -> float | None:
+    """Numbers for SQL: NaN and infinities become NULL."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def clean_json(value: Any) -> Any:
+    """JSON for SQL: NaN and infinities become null (PostgreSQL's JSONB refuses them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    return value
+
+
+class Registry:
+    """The model registry over SQLAlchemy; SQLite under ``TREUM_HOME`` unless a URL is given."""
+
+    def __init__(self, url: str | None = None, home: Path | None = None, echo: bool = False):
+        self.home = Path(home) if home else treum_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.url = url or default_url(self.home)
+        self.engine = create_engine(self.url, echo=echo, future=True)
+        migrate(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.artifacts = ArtifactStore(self.home / "artifacts")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # jobs -----------------------------------------------------------------
+    def create_job(self, name: str, job_type: str, model_config: dict, training_config: dict,
+                   dataset_config: dict, actor: str = "cli") -> uuid.UUID:
+        with self.transaction() as s:
+            job = MLTrainingJob(
+                job_name=name,
+                job_type=job_type,
+                model_config=clean_json(model_config),
+                training_config=clean_json(training_config),
+                dataset_config=clean_json(dataset_config),
+                compute_resources={"cpu": os.cpu_count(), "gpu": 0},
+                status="queued",
+            )
+            s.add(job)
+            s.flush()
+            audit.append(s, actor, "job.create", "ml_training_jobs", job.id, {"name": name, "type": job_type})
+            return job.id
+
+    def start_job(self, job_id: uuid.UUID) -> None:
+        with self.transaction() as s:
+            job = s.get(MLTrainingJob, job_id)
+            job.status, job.started_at = "running", utcnow()
+
+    def fail_job(self, job_id: uuid.UUID, exc: BaseException, actor: str = "cli") -> None:
+        with self.transaction() as s:
+            job = s.get(MLTrainingJob, job_id)
+            job.status, job.completed_at = "failed", utcnow()
+            job.error_message = f"{type(exc).__name__}: {exc}"
+            job.error_traceback = "".join(traceback.format_exception(exc))[-20000:]
+            audit.append(s, actor, "job.fail", "ml_training_jobs", job_id, {"error": job.error_message})
+
+    def complete_job(self, job_id: uuid.UUID, metrics: dict, actor: str = "cli") -> None:
+        """Close a job that registered nothing (an evaluation, or a model that is a baseline)."""
+        with self.transaction() as s:
+            job = s.get(MLTrainingJob, job_id)
+            job.status, job.completed_at = "completed", utcnow()
+            job.final_metrics = clean_json(metrics)
+            audit.append(s, actor, "job.complete", "ml_training_jobs", job_id, {})
+
+    def job(self, job_id: uuid.UUID) -> MLTrainingJob:
+        with self.sessions() as s:
+            job = s.get(MLTrainingJob, job_id)
+            if job is None:
+                raise RegistryError(f"no training job with id {job_id}")
+            return job
+
+    def jobs(self, limit: int = 50) -> list[MLTrainingJob]:
+        with self.sessions() as s:
+            return list(s.execute(select(MLTrainingJob).order_by(MLTrainingJob.created_at.desc()).limit(limit)).scalars())
+
+    # registration ---------------------------------------------------------
+    def register(
+        self,
+        *,
+        name: str,
+        task: str,
+        family: str,
+        config: dict,
+        artifact_dir: Path,
+        metrics: dict,
+        baselines: dict[str, dict],
+        validated: bool,
+        data_version: str,
+        metadata: dict,
+        job_id: uuid.UUID | None = None,
+        started_at: datetime | None = None,
+        evaluation_end: date | None = None,
+        actor: str = "cli",
+    ) -> MLModel:
+        """Store the artifact and add a new version, its metrics and its audit row in one transaction."""
+        digest, path = self.artifacts.put(Path(artifact_dir))
+        now = utcnow()
+        for attempt in range(3):
+            try:
+                with self.transaction() as s:
+                    versions = s.execute(select(MLModel.model_version).where(MLModel.model_name == name)).scalars()
+                    version = str(max((int(v) for v in versions if v.isdigit()), default=0) + 1)
+                    model = MLModel(
+                        model_name=name,
+                        model_version=version,
+                        model_type=task,
+                        model_architecture=family,
+                        model_file_path=str(path),
+                        artifact_sha256=digest,
+                        model_config=clean_json(config),
+                        model_metadata=clean_json(metadata),
+                        model_size_bytes=ArtifactStore.size(path),
+                        training_data_version=data_version,
+                        training_start_time=started_at,
+                        training_end_time=now,
+                        training_duration_seconds=int((now - started_at).total_seconds()) if started_at else None,
+                        validation_accuracy=clean_number(metrics.get("accuracy")),
+                        custom_metrics=clean_json({"walk_forward": metrics, "baselines": baselines}),
+                        deployment_status="validated" if validated else "registered",
+                    )
+                    s.add(model)
+                    s.flush()
+                    s.add(
+                        ModelPerformanceMetric(
+                            model_id=model.id,
+                            metric_date=evaluation_end or now.date(),
+                            evaluation_period="walk_forward",
+                            accuracy=clean_number(metrics.get("accuracy")),
+                            f1_score=clean_number(metrics.get("bear_f1")),
+                            auc_roc=clean_number(metrics.get("auc")),
+                            mean_absolute_percentage_error=clean_number(metrics.get("vol_error_pct_h21")),
+                            root_mean_squared_error=clean_number(
+                                math.sqrt(metrics["mse_h1"]) if "mse_h1" in metrics else None
+                            ),
+                            total_predictions=int(metrics.get("n", metrics.get("n_h1", 0)) or 0),
+                            prediction_distribution=clean_json({k: v for k, v in metrics.items() if k.startswith("share_")}),
+                        )
+                    )
+                    if job_id is not None:
+                        job = s.get(MLTrainingJob, job_id)
+                        job.status, job.completed_at = "completed", now
+                        job.final_metrics = clean_json(metrics)
+                        job.best_model_path = str(path)
+                        job.model_artifacts = {"sha256": digest}
+                        job.model_id = model.id
+                    audit.append(
+                        s,
+                        actor,
+                        "model.register",
+                        "ml_models",
+                        model.id,
+                        {"name": name, "version": version, "sha256": digest, "status": model.deployment_status},
+                    )
+                    return model
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # queries --------------------------------------------------------------
+    def list_models(self, name: str | None = None) -> list[MLModel]:
+        with self.sessions() as s:
+            q = select(MLModel).order_by(MLModel.model_name, MLModel.created_at)
+            if name:
+                q = q.where(MLModel.model_name == name)
+            return list(s.execute(q).scalars())
+
+    def _names(self, s: Session) -> list[str]:
+        return list(s.execute(select(MLModel.model_name).distinct()).scalars())
+
+    def _get(self, s: Session, name: str, version: str | None) -> MLModel:
+        q = select(MLModel).where(MLModel.model_name == name)
+        rows = list(s.execute(q).scalars())
+        if not rows:
+            raise RegistryError(
+                f"no registered model named '{name}'{did_you_mean(name, self._names(s))} (treum registry list)"
+            )
+        if version is None:
+            return max(rows, key=lambda m: int(m.model_version) if m.model_version.isdigit() else 0)
+        for m in rows:
+            if m.model_version == str(version):
+                return m
+        raise RegistryError(
+            f"model '{name}' has no version '{version}' (versions: {', '.join(sorted(m.model_version for m in rows))})"
+        )
+
+    def get(self, name: str, version: str | None = None) -> MLModel:
+        """A version of a model, the newest when ``version`` is None."""
+        with self.sessions() as s:
+            return self._get(s, name, version)
+
+    def get_by_id(self, model_id: uuid.UUID | str) -> MLModel:
+        with self.sessions() as s:
+            model = s.get(MLModel, uuid.UUID(str(model_id)))
+            if model is None:
+                raise RegistryError(f"no registered model with id {model_id}")
+            return model
+
+    def live(self, name: str) -> MLModel | None:
+        """The deployed version of a name, or None."""
+        with self.sessions() as s:
+            return s.execute(
+                select(MLModel).where(MLModel.model_name == name, MLModel.deployment_status == "deployed")
+            ).scalar_one_or_none()
+
+    def performance(self, model_id: uuid.UUID) -> list[ModelPerformanceMetric]:
+        with self.sessions() as s:
+            return list(
+                s.execute(
+                    select(ModelPerformanceMetric)
+                    .where(ModelPerformanceMetric.model_id == model_id)
+                    .order_by(ModelPerformanceMetric.metric_date)
+                ).scalars()
+            )
+
+    def history(self, name: str) -> list[ModelDeployment]:
+        with self.sessions() as s:
+            self._get(s, name, None)  # a clear error for an unknown name
+            return list(
+                s.execute(
+                    select(ModelDeployment).where(ModelDeployment.model_name == name).order_by(ModelDeployment.id)
+                ).scalars()
+            )
+
+    def load(self, name: str, version: str | None, models: Mapping[str, Any]) -> Any:
+        """Load a registered version after verifying its artifact's hashes."""
+        from treum.core.model import load_model
+
+        row = self.get(name, version)
+        return load_model(self.artifacts.get(row.artifact_sha256), dict(models))
+
+    # lifecycle ------------------------------------------------------------
+    def _set_live(self, s: Session, target: MLModel | None, name: str, action: str, actor: str,
+                  reason: str | None) -> ModelDeployment:
+        current = s.execute(
+            select(MLModel).where(MLModel.model_name == name, MLModel.deployment_status == "deployed")
+        ).scalar_one_or_none()
+        if current is not None and target is not None and current.id == target.id:
+            raise RegistryError(f"model '{name}' version {target.model_version} is already deployed")
+        now = utcnow()
+        if current is not None:
+            current.deployment_status = (current.model_metadata or {}).get("status_before_deploy", "validated")
+            current.is_active = False
+        if target is not None:
+            target.model_metadata = {**(target.model_metadata or {}), "status_before_deploy": target.deployment_status}
+            target.deployment_status = "deployed"
+            target.deployment_date = now
+            target.is_active = True
+        s.flush()
+        row = ModelDeployment(
+            model_name=name,
+            model_id=target.id if target else None,
+            model_version=target.model_version if target else None,
+            previous_model_id=current.id if current else None,
+            previous_version=current.model_version if current else None,
+            action=action,
+            actor=actor,
+            reason=reason,
+            created_at=now,
+        )
+        s.add(row)
+        s.flush()
+        audit.append(
+            s,
+            actor,
+            f"model.{action}",
+            "ml_models",
+            (target or current).id if (target or current) else name,
+            {
+                "name": name,
+                "version": target.model_version if target else None,
+                "previous_version": current.model_version if current else None,
+                "reason": reason,
+            },
+        )
+        return row
+
+    def deploy(self, name: str, version: str | None = None, actor: str = "cli", reason: str | None = None,
+               force: bool = False) -> MLModel:
+        """Make a version the live one of its name; it must be validated unless ``force``."""
+        with self.transaction() as s:
+            target = self._get(s, name, version)
+            if target.deployment_status == "retired":
+                raise RegistryError(
+                    f"model '{name}' version {target.model_version} is retired and cannot be deployed; "
+                    "register a new version instead"
+                )
+            if target.deployment_status == "registered" and not force:
+                raise RegistryError(
+                    f"model '{name}' version {target.model_version} did not beat its baselines (status "
+                    "'registered'); deploy it anyway with --force and a --reason"
+                )
+            self._set_live(s, target, name, "deploy", actor, reason)
+            return target
+
+    def rollback(self, name: str, actor: str = "cli", reason: str | None = None) -> MLModel:
+        """Re-deploy the version that was live before the current one."""
+        with self.transaction() as s:
+            self._get(s, name, None)
+            rows = list(
+                s.execute(
+                    select(ModelDeployment).where(ModelDeployment.model_name == name).order_by(ModelDeployment.id.desc())
+                ).scalars()
+            )
+            if not rows or rows[0].model_id is None:
+                raise RegistryError(f"model '{name}' has nothing deployed to roll back from")
+            live_id = rows[0].model_id
+            for row in rows:
+                if row.model_id is not None and row.model_id != live_id:
+                    candidate = s.get(MLModel, row.model_id)
+                    if candidate.deployment_status != "retired":
+                        self._set_live(s, candidate, name, "rollback", actor, reason)
+                        return candidate
+            raise RegistryError(
+                f"model '{name}' has no earlier deployed version that is not retired; nothing to roll back to"
+            )
+
+    def retire(self, name: str, version: str, actor: str = "cli", reason: str | None = None) -> MLModel:
+        """Retire a version for good; if it is live, nothing of that name is live afterwards."""
+        with self.transaction() as s:
+            target = self._get(s, name, version)
+            if target.deployment_status == "retired":
+                raise RegistryError(f"model '{name}' version {target.model_version} is already retired")
+            if target.deployment_status == "deployed":
+                self._set_live(s, None, name, "undeploy", actor, reason or "retired")
+            target.deployment_status = "retired"
+            target.is_active = False
+            target.retirement_date = utcnow()
+            target.retirement_reason = reason
+            audit.append(s, actor, "model.retire", "ml_models", target.id,
+                         {"name": name, "version": target.model_version, "reason": reason})
+            return target
+
+    # audit ----------------------------------------------------------------
+    def verify_audit(self) -> audit.ChainReport:
+        with self.sessions() as s:
+            return audit.verify_chain(s)
+
+    def audit_rows(self, limit: int = 100) -> list:
+        from treum.registry.schema import AuditLog
+
+        with self.sessions() as s:
+            return list(s.execute(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)).scalars())
+
+    # API keys ---------------------------------------------------------------
+    def create_api_key(self, name: str, scopes: list[str] | None = None, actor: str = "cli") -> str:
+        """Create a key and return it once; only its SHA-256 is stored."""
+        token = "trm_" + secrets.token_urlsafe(32)
+        with self.transaction() as s:
+            if s.execute(select(ApiKey).where(ApiKey.name == name)).scalar_one_or_none():
+                raise RegistryError(f"an API key named '{name}' already exists; pick another name")
+            key = ApiKey(
+                name=name,
+                key_prefix=token[:12],
+                key_hash=hashlib.sha256(token.encode()).hexdigest(),
+                scopes=scopes or ["write"],
+            )
+            s.add(key)
+            s.flush()
+            audit.append(s, actor, "api_key.create", "api_keys", key.id, {"name": name, "scopes": key.scopes})
+        return token
+
+    def check_api_key(self, token: str) -> ApiKey | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self.transaction() as s:
+            key = s.execute(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))).scalar_one_or_none()
+            if key is not None:
+                key.last_used_at = utcnow()
+            return key
