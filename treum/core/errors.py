@@ -32,5 +32,9 @@ class RegistryError(TreumError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if not close:  # 'garch_hybird' -> 'garch': a registered name that the typo starts with
+        prefixed = sorted((c for c in choices if name.startswith(c) or c.startswith(name)), key=len, reverse=True)
+        close = prefixed[:1] or difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else ""

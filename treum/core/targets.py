@@ -72,15 +72,18 @@ def lunde_timmermann(price: pd.Series, bull: float = 0.20, bear: float = 0.20) -
             if p[i] > p[peak_i]:
                 peak_i = i
             if p[i] <= p[peak_i] * (1 - bear):
-                labels[last_switch : peak_i + 1] = BULL
-                state, last_switch, trough_i = BEAR, peak_i + 1, i
+                # the first turn of the data: a peak on the very first bar opens no bull market
+                start = peak_i + 1 if (state is not None or peak_i > 0) else 0
+                labels[last_switch:start] = BULL
+                state, last_switch, trough_i = BEAR, start, i
                 continue
         if state in (None, BEAR):
             if p[i] < p[trough_i]:
                 trough_i = i
             if p[i] >= p[trough_i] * (1 + bull):
-                labels[last_switch : trough_i + 1] = BEAR
-                state, last_switch, peak_i = BULL, trough_i + 1, i
+                start = trough_i + 1 if (state is not None or trough_i > 0) else 0
+                labels[last_switch:start] = BEAR
+                state, last_switch, peak_i = BULL, start, i
     labels[last_switch:] = BULL if state in (None, BULL) else BEAR
     return pd.Series(labels, index=price.index, name="regime")
 

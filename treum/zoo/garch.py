@@ -49,6 +49,10 @@ def _arch_model(returns: pd.Series, cfg: GarchConfig):
     )
 
 
+def _parameter_names(am) -> list[str]:
+    return list(am._all_parameter_names()) if hasattr(am, "_all_parameter_names") else list(am.parameter_names())
+
+
 class Garch(Model):
     def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> "Garch":
         full = data if valid is None else pd.concat([data, valid]).sort_index()
@@ -69,7 +73,8 @@ class Garch(Model):
                 raise KeyError(f"garch was not fitted on entity '{entity}'")
             series = s.droplevel("entity").dropna()
             am = _arch_model(series, self.config)
-            params = pd.Series(self.params_[str(entity)])
+            # JSON does not keep order: put the parameters in the model's own order
+            params = pd.Series(self.params_[str(entity)])[_parameter_names(am)]
             fc = am.fix(params).forecast(horizon=hmax, start=series.index[0], reindex=False).variance
             out = pd.DataFrame(index=fc.index)
             cum = fc.to_numpy().cumsum(axis=1)

@@ -55,12 +55,11 @@ def _model(series: pd.Series, k: int):
 class MarkovRegime(Model):
     def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> "MarkovRegime":
         full = data if valid is None else pd.concat([data, valid]).sort_index()
-        np.random.seed(self.config.seed)
         self.params_: dict[str, list[float]] = {}
         self.bear_: dict[str, int] = {}
         k = self.config.k_regimes
         for entity, s in _series(full, self.config.smoothing).items():
-            res = _model(s, k).fit(search_reps=self.config.search_reps, disp=False)
+            res = _model(s, k).fit(search_reps=self.config.search_reps, disp=False, rng=self.config.seed)
             params = np.asarray(res.params, dtype=float)
             names = list(res.model.param_names)
             means = np.array([params[names.index(f"const[{i}]")] for i in range(k)])
