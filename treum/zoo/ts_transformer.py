@@ -9,6 +9,7 @@ Standardisation statistics come from the training rows only.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,9 @@ class TSTransformer(Model):
         from torch.utils.data import DataLoader, TensorDataset
 
         cfg = self.config
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            # "GPU available: False" and tips on every fit drown the progress of a walk-forward
+            logging.getLogger(name).setLevel(logging.WARNING)
         torch.set_num_threads(cfg.num_threads)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         self.features_ = feature_columns(data)
