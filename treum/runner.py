@@ -240,7 +240,7 @@ def train_models(
     """
     registry = open_registry(cfg)
     actor = str(cfg.get("actor") or "cli")
-    label = names[0] if len(names) == 1 else cfg.task.name
+    label = cfg.task.name if command == "leaderboard" else names[0]
     run_dir = new_run_dir(command, f"{label}-{cfg.data.name}")
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     jobs: dict[str, Any] = {}

@@ -55,7 +55,7 @@ def test_gjr_garch_beats_garch11_and_ewma_on_sp500(plugins):
 
 def test_markov_regime_detects_every_bear_market_since_2005(plugins):
     prep, res, baselines = _evaluate(plugins, ["model=markov_regime", "data=sp500_index"])
-    m = res.metrics  # measured: balanced accuracy 0.724, 4 bear markets, none missed, lag 2.75 bars
+    m = res.metrics  # measured: balanced accuracy 0.709, 4 bear markets, none missed, lag 2.25 bars
     assert m["bear_markets"] >= 4 and m["bears_missed"] == 0
     assert m["balanced_accuracy"] >= 0.68
     assert m["detection_lag_bars"] <= 10

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -142,6 +143,8 @@ class TSTransformer(Model):
         for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
             # "GPU available: False" and tips on every fit drown the progress of a walk-forward
             logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         torch.set_num_threads(cfg.num_threads)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         self.features_ = feature_columns(data)
