@@ -156,3 +156,19 @@ def test_multi_asset_models_fit_and_predict_every_entity(name):
     _, pred = _fit_predict(spec, frame)
     assert set(pred.index.get_level_values("entity")) == {"AAPL", "JNJ", "XOM"}
     assert np.isfinite(pred["p_up"]).all()
+
+
+def test_predictions_at_t_use_data_up_to_t_only(fitted):
+    """Cut the data inside the test year and predict again: no earlier prediction may change.
+
+    For the Markov-switching model this is the proof that it answers with filtered
+    probabilities, not smoothed ones; for GARCH and the transformer, that their
+    recursions and windows look backwards only.
+    """
+    spec, model, pred, frame = fitted
+    test_ts = pred.index.get_level_values("timestamp")
+    cut = test_ts[len(test_ts) // 2]
+    truncated = model.predict(slice_time(frame, end=cut))
+    before = slice_time(pred, end=cut)
+    again = slice_time(truncated, start=before.index.get_level_values("timestamp").min())
+    np.testing.assert_allclose(again.to_numpy(dtype=float), before.to_numpy(dtype=float), rtol=1e-6, atol=1e-9)
