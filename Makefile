@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.treum-installed
 export TREUM_HOME ?= $(CURDIR)/.treum
 
-.PHONY: demo test test-postgres bench env clean
+.PHONY: demo test test-services bench env clean
 
 $(STAMP): pyproject.toml tests/example_plugin/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,11 +27,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-test-postgres: $(STAMP)
-	TREUM_TEST_PG_URL=$${TREUM_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q -m postgres
+# the registry tests against PostgreSQL and the cache tests against Redis
+test-services: $(STAMP)
+	TREUM_TEST_PG_URL=$${TREUM_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+	TREUM_TEST_REDIS_URL=$${TREUM_TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
+	$(PY) -m pytest -q -m "postgres or redis"
 
 bench: $(STAMP)
 	$(PY) bench/walk_forward.py
+	$(PY) bench/serve_latency.py
 
 clean:
 	rm -rf $(VENV) .treum

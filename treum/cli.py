@@ -166,6 +166,40 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from treum.configuration import compose_plain
+    from treum.registry.store import treum_home
+    from treum.runner import console, to_dict
+    from treum.serve.settings import ServeSettings
+
+    plugins = _plugins()
+    cfg = compose_plain(args.overrides, plugins)
+    settings = ServeSettings.from_config(to_dict(cfg.serve))
+    url = cfg.registry.get("url")
+    from treum.serve import ray_app
+
+    if args.export:
+        path = ray_app.export_config(settings, url, treum_home(), args.export)
+        console.print(f"wrote {path}; deploy it on a Ray cluster with `serve deploy {path}`")
+        return 0
+    console.print("starting Ray Serve ...")
+    ray_app.start(settings, url, treum_home())
+    console.print(f"serving on http://{settings.host}:{settings.port}/api/v1/ml/ (Ray Serve proxy)")
+    if settings.direct_ingress:
+        console.print(f"direct ingress on http://{settings.host}:{settings.direct_port}/api/v1/ml/ (the router replica's own port)")
+    console.print(f"OpenAPI: http://{settings.host}:{settings.port}/docs; Ctrl-C stops")
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    console.print("stopping: flushing logs ...")
+    ray_app.stop()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from treum import demo
 
@@ -218,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         a = ds.add_parser(action)
         a.add_argument("name")
         a.add_argument("overrides", nargs="*", help="e.g. data.path=prices.csv")
+    sv = sub.add_parser("serve", help="serve the deployed models over HTTP with Ray Serve (serve.port=8000 ...)")
+    sv.add_argument("--export", metavar="FILE", help="write a Serve config file for `serve deploy` instead of serving")
+    sv.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.port=9000 serve.members.ts_transformer.placement=remote")
     sub.add_parser("demo", help="train and evaluate the zoo on packaged data, register, print leaderboards")
     return p
 
@@ -249,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "serve":
+            return cmd_serve(args)
     except TreumError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -313,6 +313,7 @@ def train_models(
                     data_version=prep.version,
                     metadata={
                         "data": prep.data_name,
+                        "entities": sorted(map(str, prep.frame.index.get_level_values("entity").unique())),
                         "features": cfg.features.name,
                         "task_config": prep.task_cfg,
                         "capabilities": sorted(spec.capabilities),

@@ -27,7 +27,7 @@ def load_stocks(cfg: Any) -> pd.DataFrame:
 def load_index(cfg: Any) -> pd.DataFrame:
     from skfolio.datasets import load_sp500_index
 
-    prices = load_sp500_index().rename(columns={"SP500": "SPX"})
+    prices = load_sp500_index()  # entity "SP500", distinct from arch's "SPX" (a different source and span)
     return validate_panel(bounded(wide_to_panel(prices), cfg), "skfolio.datasets.load_sp500_index")
 
 

@@ -1,0 +1,193 @@
+"""Ray Serve wrappers: thin classes around ``Service`` and the FastAPI app.
+
+- ``Router``: the ingress deployment; its replica holds a ``Service`` (registry,
+  live models with ``local`` placement, cache, log writer) and serves the app.
+- ``ModelReplica``: one deployment per ``remote`` member; it loads the version
+  the router names (verifying its artifact) and answers for the last bar.
+
+``build_app(args)`` is an application builder, so an exported config can name
+it in ``import_path`` for ``serve deploy`` on a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from treum.serve.api import create_app
+
+log = logging.getLogger(__name__)
+_STATE: dict[str, Any] = {"service": None}
+
+
+def current_service():
+    """The replica's Service (a module-level function, so the pickled app finds this module's state)."""
+    return _STATE["service"]
+
+
+fastapi_app = create_app(current_service)
+
+
+def _registry(args: dict):
+    from treum.registry.store import Registry
+
+    return Registry(url=args.get("registry_url"), home=Path(args["home"]) if args.get("home") else None)
+
+
+def _plugins(args: dict):
+    from treum.core.plugins import create_plugin_registry, load_plugin_settings
+
+    toml = args.get("plugins_toml")
+    return create_plugin_registry(load_plugin_settings(Path(toml)) if toml else None)
+
+
+@serve.deployment(name="member", ray_actor_options={"num_cpus": 0})
+class ModelReplica:
+    """A remote ensemble member: loads versions by id on demand and predicts the last bar."""
+
+    def __init__(self, args: dict):
+        self.registry = _registry(args)
+        self.plugins = _plugins(args)
+        self.models: dict[str, Any] = {}
+
+    def _model(self, model_id: str, name: str, version: str):
+        model = self.models.get(model_id)
+        if model is None:
+            model = self.registry.load(name, version, self.plugins.specs("models"))
+            self.models = {model_id: model, **{k: v for k, v in list(self.models.items())[:3]}}
+        return model
+
+    def warm(self, model_id: str, name: str, version: str) -> bool:
+        """Load a version before the first request needs it (the router calls this on every deploy)."""
+        self._model(model_id, name, version)
+        return True
+
+    def predict(self, model_id: str, name: str, version: str, frame, column: str) -> float:
+        model = self._model(model_id, name, version)
+        data = frame if "sequential" in model.spec.capabilities else frame.iloc[[-1]]
+        return float(model.predict(data)[column].iloc[-1])
+
+
+@serve.deployment(name="router", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.ingress(fastapi_app)
+class Router:
+    def __init__(self, args: dict, members: dict):
+        from treum.serve.router import Service
+        from treum.serve.settings import ServeSettings
+
+        class RemoteMember:
+            def __init__(self, handle):
+                self.handle = handle
+
+            def predict(self, model_id, name, version, frame, column):
+                return self.handle.predict.remote(model_id, name, version, frame, column)
+
+            def warm(self, model_id, name, version):
+                self.handle.warm.remote(model_id, name, version)  # not awaited: loading runs on its own
+
+        self.service = Service(
+            ServeSettings.from_config(args["settings"]),
+            _registry(args),
+            _plugins(args),
+            {name: RemoteMember(handle) for name, handle in members.items()},
+        )
+        # Serve pickles this class by value, so its globals are a copy: reach the module's own state
+        import importlib
+
+        importlib.import_module("treum.serve.ray_app")._STATE["service"] = self.service
+
+    def __del__(self):
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()
+
+
+def build_app(args: dict):
+    """The Serve application from builder args: ``settings`` (the serve config), ``registry_url``, ``home``."""
+    members = {
+        name: ModelReplica.options(name=f"member-{name}").bind(args)
+        for name, spec in (args["settings"].get("members") or {}).items()
+        if (spec or {}).get("placement") == "remote"
+    }
+    return Router.bind(args, members)
+
+
+def serve_env(settings) -> dict[str, str]:
+    """Environment for Ray's processes: direct ingress on the router replica's own port."""
+    env = {"RAY_SERVE_LOG_TO_STDERR": "0"}
+    if settings.direct_ingress:
+        env.update({
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(settings.direct_port),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(settings.direct_port + 10),
+            # one machine: no load balancer to drain from, so do not hold a stopping replica for 30 s
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        })
+    return env
+
+
+def builder_args(settings, registry_url: str | None, home: Path | None, plugins_toml: Path | None = None) -> dict:
+    return {
+        "settings": settings.as_dict(),
+        "registry_url": registry_url,
+        "home": str(home) if home else None,
+        "plugins_toml": str(plugins_toml) if plugins_toml else None,
+    }
+
+
+def start(settings, registry_url: str | None, home: Path | None, plugins_toml: Path | None = None) -> None:
+    """Start Ray (or join ``settings.address``) and run the application; returns once it is healthy."""
+    import ray
+
+    os.environ.update(serve_env(settings))  # Ray's local processes inherit it
+    if not ray.is_initialized():
+        ray.init(
+            address=settings.address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            runtime_env={"env_vars": serve_env(settings)},
+        )
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_app(builder_args(settings, registry_url, home, plugins_toml)), name="treum", route_prefix="/",
+              blocking=False)
+
+
+def stop() -> None:
+    """Shut the application down cleanly (replicas flush their logs), then Ray."""
+    import ray
+
+    try:
+        serve.shutdown()
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def export_config(settings, registry_url: str | None, home: Path | None, path: Path) -> Path:
+    """Write a Serve config file that ``serve deploy`` accepts on a Ray cluster."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    args = builder_args(settings, registry_url, home)
+    config = {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": settings.port},
+        "applications": [
+            {
+                "name": "treum",
+                "route_prefix": "/",
+                "import_path": "treum.serve.ray_app:build_app",
+                "args": args,
+                "runtime_env": {"env_vars": serve_env(settings)},
+            }
+        ],
+    }
+    ServeDeploySchema.model_validate(config)  # refuse to write what `serve deploy` would refuse
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
