@@ -8,10 +8,13 @@ rather than deploy a loser), and prints the registry and the audit check.
 
 from __future__ import annotations
 
+import time
+
 from treum import runner
 from treum.configuration import compose_plain
 from treum.core.plugins import create_plugin_registry
 from treum.registry.store import Registry
+from treum.serve.settings import ServeSettings
 
 DEMO_RUNS = (
     ("direction", "sp500"),
@@ -44,6 +47,9 @@ def run() -> int:
             runner.console.print(f"[yellow]no {task} model beat all its baselines out of sample; nothing deployed[/]")
         registry.close()
     registry = Registry()
+    serve_cfg = compose_plain([], plugins)
+    settings = ServeSettings.from_config(runner.to_dict(serve_cfg.serve))
+    _deploy_for_serving(registry, settings)
     runner.console.rule("[bold]registry")
     for m in registry.list_models():
         runner.console.print(f"{m.model_name:16s} v{m.model_version:3s} {m.model_type:11s} {m.deployment_status:10s} {m.id}")
@@ -52,4 +58,67 @@ def run() -> int:
     runner.console.print(f"registry: {registry.url}")
     runner.console.print(f"deployed: {', '.join(deployed) or 'nothing'}")
     registry.close()
+    return serve_once(settings)
+
+
+def _deploy_for_serving(registry: Registry, settings: ServeSettings) -> None:
+    """The combined signal needs its regime model and members live. Where none beat its baselines,
+    the demo deploys the newest version anyway, with --force and a reason in the audit log, and says so."""
+    needed = [settings.regime_model, settings.volatility_model, *[m.name for m in settings.members]]
+    for name in needed:
+        if registry.live(name) is not None:
+            continue
+        newest = registry.get(name)
+        registry.deploy(name, newest.model_version, actor="demo", force=True,
+                        reason="demo of the serving path; did not beat its baselines out of sample")
+        runner.console.print(
+            f"[yellow]deployed {name} v{newest.model_version} for the serving demo although it did not beat its "
+            "baselines (forced; the audit log says why)[/]"
+        )
+
+
+def serve_once(settings: ServeSettings) -> int:
+    """Start Ray Serve, ask for a combined signal over HTTP, print it, shut down cleanly."""
+    import json
+
+    import httpx
+
+    from treum.registry.store import treum_home
+    from treum.serve import ray_app
+
+    runner.console.rule("[bold]serving")
+    start = time.perf_counter()
+    ray_app.start(settings, None, treum_home())
+    base = f"http://{settings.host}:{settings.direct_port if settings.direct_ingress else settings.port}/api/v1/ml"
+    runner.console.print(f"Ray Serve up in {time.perf_counter() - start:.1f}s; POST {base}/predict/price")
+    try:
+        answer = None
+        for _ in range(60):
+            r = httpx.post(f"{base}/predict/price", json={"instrument": "SPX"}, timeout=30)
+            if r.status_code != 503:
+                answer = r
+                break
+            time.sleep(1)
+        if answer is None or answer.status_code != 200:
+            runner.console.print(f"[red]the service did not answer: {answer.text if answer else 'no answer'}[/]")
+            return 1
+        runner.console.print_json(json.dumps(answer.json()))
+        again = httpx.post(f"{base}/predict/price", json={"instrument": "SPX"}, timeout=30).json()
+        runner.console.print(f"the same request again: {again['timing_ms']['total']:.1f} ms inside the service "
+                             f"(members cached: {all(m['cached'] for m in again['members'])})")
+        vol = httpx.post(f"{base}/predict/volatility", json={"instrument": "SPX"}, timeout=30).json()
+        runner.console.print(f"volatility: {vol['model']} v{vol['version']} says {vol['vol_annualised_pct']:.1f}% "
+                             f"annualised as of {vol['as_of'][:10]}")
+    finally:
+        ray_app.stop()
+    registry = Registry()
+    from sqlalchemy import func, select
+
+    from treum.registry.schema import MLPrediction, ModelServingLog
+
+    with registry.sessions() as s:
+        n_pred = s.execute(select(func.count()).select_from(MLPrediction)).scalar()
+        n_req = s.execute(select(func.count()).select_from(ModelServingLog)).scalar()
+    registry.close()
+    runner.console.print(f"service stopped cleanly; logged {n_pred} predictions and {n_req} requests in the registry")
     return 0

@@ -315,3 +315,38 @@ def test_concurrent_requests_share_one_service(service):
     answers = asyncio.run(many())
     assert len({a["prediction_id"] for a in answers}) == 20
     assert np.allclose([a["p_up"] for a in answers], answers[0]["p_up"])
+
+
+def test_export_writes_a_config_that_serve_deploy_accepts(tmp_path):
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from treum.serve.ray_app import export_config
+
+    path = export_config(settings(), "postgresql+psycopg://reg@db:5432/treum", tmp_path / "home", tmp_path / "serve.yaml")
+    config = yaml.safe_load(path.read_text())
+    schema = ServeDeploySchema.model_validate(config)
+    app = schema.applications[0]
+    assert app.import_path == "treum.serve.ray_app:build_app"
+    assert app.args["registry_url"] == "postgresql+psycopg://reg@db:5432/treum"
+    assert app.args["settings"]["weights"]["bear"]["logit_direction"] == 0.5
+    # the builder turns those args back into the application
+    from treum.serve.ray_app import build_app
+
+    assert build_app(app.args) is not None
+
+
+def test_serve_settings_refuse_unknown_members_and_keys():
+    from treum.core.errors import ConfigError
+    from treum.serve.settings import ServeSettings
+
+    base = {"members": {"gbm_direction": {"placement": "local"}},
+            "weights": {"bull": {"gbm_direction": 1.0}, "bear": {"gbm_direction": 1.0}}}
+    with pytest.raises(ConfigError, match=r"serve.weights.bull.gbm_directoin: not a member; did you mean 'gbm_direction'"):
+        ServeSettings.from_config({**base, "weights": {"bull": {"gbm_directoin": 1.0}, "bear": {}}})
+    with pytest.raises(ConfigError, match="placement: must be local or remote"):
+        ServeSettings.from_config({**base, "members": {"gbm_direction": {"placement": "gpu"}}})
+    with pytest.raises(ConfigError, match="serve.prot: unknown key; did you mean 'port'"):
+        ServeSettings.from_config({**base, "prot": 1})
+    with pytest.raises(ConfigError, match="serve.weights.bear is missing"):
+        ServeSettings.from_config({**base, "weights": {"bull": {"gbm_direction": 1.0}}})

@@ -1,0 +1,170 @@
+"""Ray Serve booted for real on loopback: predictions over HTTP, a deploy picked up live, a member failure, A/B."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from treum.registry.schema import MLPrediction, ModelServingLog
+from treum.registry.store import Registry
+
+from .conftest import fit_and_register, settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.ray, pytest.mark.slow]
+API = "/api/v1/ml"
+
+
+def _free_port_block(n: int = 12) -> int:
+    for start in range(24000, 29000, 37):
+        socks = []
+        try:
+            for p in range(start, start + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of ports")
+
+
+def _wait(fn, timeout=90.0, every=0.5):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            last = fn()
+            if last:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(every)
+    raise AssertionError(f"condition not met in {timeout}s; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def live(deployed_home, tmp_path_factory, serve_plugins):
+    from treum.serve import ray_app
+
+    home = tmp_path_factory.mktemp("ray") / "home"
+    shutil.copytree(deployed_home, home)
+    base = _free_port_block()
+    s = settings(port=base, direct_port=base + 1, refresh_seconds=0.5)
+    s = dataclasses.replace(
+        s, members=tuple(dataclasses.replace(m, placement="remote") if m.name == "ts_transformer" else m for m in s.members)
+    )
+    ray_app.start(s, None, home)
+    state = {"home": home, "proxy": f"http://127.0.0.1:{base}", "direct": f"http://127.0.0.1:{base + 1}",
+             "answers": [], "requests": 0}
+
+    def ready():
+        r = httpx.post(f"{state['direct']}{API}/predict/price", json={"instrument": "SPX"}, timeout=30)
+        state["requests"] += 1
+        if r.status_code == 200:
+            state["answers"].append(r.json())
+        return r.status_code == 200 and all(m["status"] == "ok" for m in r.json()["members"])
+
+    _wait(ready)
+    yield state
+    ray_app.stop()
+
+
+def _price(state, base="direct", **body):
+    r = httpx.post(f"{state[base]}{API}/predict/price", json={"instrument": "SPX", **body}, timeout=30)
+    state["requests"] += 1
+    if r.status_code == 200:
+        state["answers"].append(r.json())
+    return r
+
+
+def test_a_prediction_over_http_through_the_proxy_and_direct(live):
+    for base in ("proxy", "direct"):
+        r = _price(live, base)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert {m["name"]: m["status"] for m in body["members"]} == {
+            "gbm_direction": "ok", "logit_direction": "ok", "ts_transformer": "ok"}
+        assert 0 < body["p_up"] < 1 and body["regime"]["model"] == "markov_regime"
+    bad = httpx.post(f"{live['direct']}{API}/predict/price", json={"instrument": "NOPE"}, timeout=30)
+    live["requests"] += 1
+    assert bad.status_code == 404 and "unknown instrument" in bad.json()["error"]
+
+
+def test_a_deployment_change_is_picked_up_without_restarting(live, serve_plugins, tmp_path):
+    reg = Registry(home=live["home"])
+    new = fit_and_register(reg, serve_plugins, "gbm_direction", tmp_path, num_leaves=5)
+    reg.deploy("gbm_direction", new.model_version, actor="test", force=True, reason="live swap")
+    reg.close()
+
+    def swapped():
+        body = _price(live).json()
+        return next(m for m in body["members"] if m["name"] == "gbm_direction")["version"] == new.model_version
+
+    _wait(swapped, timeout=30)
+
+
+def test_a_failing_remote_member_is_dropped_with_its_weight_renormalised(live, serve_plugins, tmp_path):
+    reg = Registry(home=live["home"])
+    new = fit_and_register(reg, serve_plugins, "ts_transformer", tmp_path, seed=7)
+    weights = Path(new.model_file_path) / "weights.safetensors"
+    weights.chmod(0o644)
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # the artifact changes after registration
+    reg.deploy("ts_transformer", new.model_version, actor="test", force=True, reason="broken on purpose")
+    reg.close()
+
+    def dropped():
+        body = _price(live).json()
+        member = next(m for m in body["members"] if m["name"] == "ts_transformer")
+        return body if member["status"] == "failed" else None
+
+    body = _wait(dropped, timeout=30)
+    member = next(m for m in body["members"] if m["name"] == "ts_transformer")
+    assert "ArtifactIntegrityError" in member["error"] and "weights.safetensors" in member["error"]
+    assert set(body["weights"]) == {"gbm_direction", "logit_direction"}
+    assert sum(body["weights"].values()) == pytest.approx(1.0)
+
+
+def test_an_ab_split_over_http(live, serve_plugins, tmp_path):
+    reg = Registry(home=live["home"])
+    token = reg.create_api_key(f"ab-{time.time_ns()}")
+    treatment = fit_and_register(reg, serve_plugins, "logit_direction", tmp_path, c=3.0)
+    control = reg.live("logit_direction")
+    reg.close()
+    headers = {"Authorization": f"Bearer {token}"}
+    r = httpx.post(f"{live['direct']}{API}/experiments", headers=headers, timeout=30, json={
+        "name": "logit strength", "control_model_id": str(control.id), "treatment_model_id": str(treatment.id)})
+    live["requests"] += 1
+    assert r.status_code == 201, r.text
+    arms = {}
+    for i in range(30):
+        body = _price(live, user_id=f"user-{i}").json()
+        arms[i] = next(m["arm"] for m in body["members"] if m["name"] == "logit_direction")
+    assert set(arms.values()) == {"control", "treatment"}
+    assert _price(live, user_id="user-3").json()["members"][1]["arm"] == arms[3]
+    res = httpx.get(f"{live['direct']}{API}/experiments/{r.json()['id']}/results", timeout=30)
+    live["requests"] += 1
+    assert res.status_code == 200 and res.json()["arms"]["treatment"]["model_id"] == str(treatment.id)
+
+
+def test_zz_shutdown_flushes_every_log_row(live):
+    """Runs last in this module: stop the service and count what reached the database."""
+    from treum.serve import ray_app
+
+    expected_predictions = sum(1 + sum(m["status"] == "ok" for m in a["members"]) for a in live["answers"])
+    ray_app.stop()
+    reg = Registry(home=live["home"])
+    with reg.sessions() as s:
+        predictions = s.execute(select(func.count()).select_from(MLPrediction)).scalar()
+        requests = s.execute(select(func.count()).select_from(ModelServingLog)).scalar()
+    assert predictions == expected_predictions
+    assert requests == live["requests"]
