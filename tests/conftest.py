@@ -59,7 +59,7 @@ def _pg_schema_url(base: str) -> tuple[str, str]:
             "postgres",
             marks=[
                 pytest.mark.postgres,
-                pytest.mark.skipif(not PG_URL, reason="set TREUM_TEST_PG_URL (make make test-services runs these; CI does)"),
+                pytest.mark.skipif(not PG_URL, reason="set TREUM_TEST_PG_URL (make test-services runs these; CI does)"),
             ],
         ),
     ]

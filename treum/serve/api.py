@@ -96,7 +96,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
         description="Predictions from the models the treum registry says are deployed, combined per market regime.",
     )
 
-    def service() -> Service:
+    async def service() -> Service:  # async: a sync dependency would cost a thread hop per request
         svc = get_service()
         if svc is None:
             raise RequestError(503, "the service is starting; retry in a moment")
@@ -112,7 +112,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
             raise RequestError(401, "the API key is unknown or revoked")
         return key.name
 
-    def predict_guard(authorization: str | None = Header(default=None), svc: Service = Depends(service)) -> None:
+    async def predict_guard(authorization: str | None = Header(default=None), svc: Service = Depends(service)) -> None:
         if svc.settings.require_key_for_predict:
             require_key(authorization, svc)
 
@@ -227,7 +227,8 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
               dependencies=[Depends(predict_guard)])
     async def predict_price(body: S.PredictRequest, svc: Service = Depends(service)):
         bars = [b.model_dump() for b in body.bars] if body.bars is not None else None
-        return _finite(await svc.predict_price(body.instrument, bars, body.user_id))
+        # a JSONResponse skips re-validating the answer against PriceOut: the hot path's biggest cost
+        return JSONResponse(_finite(await svc.predict_price(body.instrument, bars, body.user_id)))
 
     @app.post(f"{PREFIX}/predict/volatility", tags=["predict"], response_model=S.VolatilityOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])

@@ -31,6 +31,7 @@ class BarStore:
         self._by_instrument: dict[str, pd.DataFrame] = {}
         self._loaded: set[str] = set()
         self._datasets: dict[str, list[str]] = {}
+        self._times: dict[str, np.ndarray] = {}
         for name in datasets:
             self.add_dataset(name)
 
@@ -40,7 +41,10 @@ class BarStore:
         panel = self.plugins.dataset(name).load({})
         names = []
         for entity, frame in panel.groupby(level="entity", sort=False):
-            self._by_instrument.setdefault(str(entity), frame)
+            if str(entity) not in self._by_instrument:
+                self._by_instrument[str(entity)] = frame
+                # timestamps as int64 for binary search on the request path
+                self._times[str(entity)] = frame.index.get_level_values("timestamp").asi8
             names.append(str(entity))
         self._datasets[name] = names
         self._loaded.add(name)
@@ -54,23 +58,26 @@ class BarStore:
     def instruments(self) -> list[str]:
         return sorted(self._by_instrument)
 
-    def latest(self, instrument: str, n: int) -> pd.DataFrame:
-        if instrument not in self._by_instrument:
+    def locate(self, instrument: str, n: int, as_of: pd.Timestamp | None = None) -> tuple[int, int, pd.Timestamp]:
+        """(start, stop, last bar time) of the last ``n`` stored bars at or before ``as_of`` (default: the end)."""
+        times = self._times.get(instrument)
+        if times is None:
             raise RequestError(
                 404,
                 f"unknown instrument '{instrument}'{did_you_mean(instrument, self._by_instrument)}; "
                 f"stored instruments: {', '.join(self.instruments) or 'none'} (or send 'bars' in the request)",
             )
-        return self._by_instrument[instrument].iloc[-n:]
+        stop = len(times) if as_of is None else int(np.searchsorted(times, pd.Timestamp(as_of).value, side="right"))
+        if stop == 0:
+            raise RequestError(422, f"no stored bars of '{instrument}' on or before {pd.Timestamp(as_of).date()}")
+        return max(0, stop - n), stop, pd.Timestamp(times[stop - 1])
 
-    def until(self, instrument: str, as_of: pd.Timestamp, n: int) -> pd.DataFrame:
-        """The last ``n`` stored bars of an instrument at or before ``as_of``."""
-        frame = self.latest(instrument, len(self._by_instrument.get(instrument, ())) or 1)
-        ts = frame.index.get_level_values("timestamp")
-        upto = frame[ts <= as_of]
-        if len(upto) == 0:
-            raise RequestError(422, f"no stored bars of '{instrument}' on or before {as_of.date()}")
-        return upto.iloc[-n:]
+    def rows(self, instrument: str, start: int, stop: int) -> pd.DataFrame:
+        return self._by_instrument[instrument].iloc[start:stop]
+
+    def latest(self, instrument: str, n: int) -> pd.DataFrame:
+        start, stop, _ = self.locate(instrument, n)
+        return self.rows(instrument, start, stop)
 
 
 def panel_from_bars(instrument: str, bars: Sequence[dict], min_bars: int, max_bars: int) -> pd.DataFrame:

@@ -12,12 +12,27 @@ import threading
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from treum.registry.schema import MLModel, MLPrediction, ModelServingLog
 
 log = logging.getLogger(__name__)
 _STOP = object()
+
+
+def _complete(table, row: dict) -> dict:
+    """Every column present (executemany needs one shape), Python-side defaults applied."""
+    out = {}
+    for column in table.__table__.columns:
+        if column.name in row:
+            out[column.name] = row[column.name]
+        elif column.default is not None and column.default.is_callable:
+            out[column.name] = column.default.arg({})  if column.default.arg.__code__.co_argcount else column.default.arg()
+        elif column.default is not None and column.default.is_scalar:
+            out[column.name] = column.default.arg
+        else:
+            out[column.name] = None
+    return out
 
 
 class BatchLogWriter:
@@ -77,13 +92,16 @@ class BatchLogWriter:
             try:
                 with self.sessions.begin() as s:
                     served: Counter = Counter()
-                    for kind, row in batch:
-                        if kind == "prediction":
-                            s.add(MLPrediction(**row))
-                            if row.get("model_id") is not None:
-                                served[row["model_id"]] += 1
-                        else:
-                            s.add(ModelServingLog(**row))
+                    predictions = [row for kind, row in batch if kind == "prediction"]
+                    requests = [row for kind, row in batch if kind == "serving"]
+                    for row in predictions:
+                        if row.get("model_id") is not None:
+                            served[row["model_id"]] += 1
+                    # Core executemany: a fraction of the ORM's cost, in the same process as the requests
+                    if predictions:
+                        s.execute(insert(MLPrediction), [_complete(MLPrediction, r) for r in predictions])
+                    if requests:
+                        s.execute(insert(ModelServingLog), [_complete(ModelServingLog, r) for r in requests])
                     for model_id, n in served.items():
                         s.execute(
                             update(MLModel).where(MLModel.id == model_id)

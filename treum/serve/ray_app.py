@@ -45,7 +45,11 @@ def _plugins(args: dict):
     return create_plugin_registry(load_plugin_settings(Path(toml)) if toml else None)
 
 
-@serve.deployment(name="member", ray_actor_options={"num_cpus": 0})
+# per-request access logs are a file write per request on the hot path; the registry keeps the serving log
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+@serve.deployment(name="member", ray_actor_options={"num_cpus": 0}, logging_config=QUIET)
 class ModelReplica:
     """A remote ensemble member: loads versions by id on demand and predicts the last bar."""
 
@@ -72,7 +76,7 @@ class ModelReplica:
         return float(model.predict(data)[column].iloc[-1])
 
 
-@serve.deployment(name="router", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.deployment(name="router", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, logging_config=QUIET)
 @serve.ingress(fastapi_app)
 class Router:
     def __init__(self, args: dict, members: dict):

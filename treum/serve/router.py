@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,23 +193,30 @@ class Service:
         self.registry.close()
 
     # inputs -------------------------------------------------------------
-    def frame(self, instrument: str, bars: list[dict] | None, feature_set: str = "technical") -> tuple[pd.DataFrame, str, str]:
-        """The request's bars with features: (frame, last bar time, digest of sent bars or 'stored')."""
+    def frame(self, instrument: str, bars: list[dict] | None, feature_set: str = "technical",
+              as_of: pd.Timestamp | None = None) -> tuple[pd.DataFrame, str, str]:
+        """The bars with features: (frame, last bar time, digest of sent bars or 'stored').
+
+        Stored bars are located by binary search and their features come from a cache
+        keyed by (instrument, last bar time), so a repeated request slices nothing.
+        """
         s = self.settings
         if bars is not None:
             panel = panel_from_bars(instrument, bars, s.min_bars, s.max_bars)
             digest = bars_digest(panel)
-        else:
-            panel = self.bars.latest(instrument, s.context_bars)
-            digest = "stored"
-        last = str(panel.index.get_level_values("timestamp")[-1].isoformat())
-        return self._features(panel, f"{instrument}|{last}|{digest}", feature_set), last, digest
+            last = str(panel.index.get_level_values("timestamp")[-1].isoformat())
+            return self._features(lambda: panel, f"{instrument}|{last}|{digest}", feature_set), last, digest
+        start, stop, last_ts = self.bars.locate(instrument, s.context_bars, as_of)
+        last = last_ts.isoformat()
+        frame = self._features(lambda: self.bars.rows(instrument, start, stop), f"{instrument}|{last}|stored", feature_set)
+        return frame, last, "stored"
 
-    def _features(self, panel: pd.DataFrame, key: str, feature_set: str) -> pd.DataFrame:
+    def _features(self, panel: Callable[[], pd.DataFrame], key: str, feature_set: str) -> pd.DataFrame:
         key = f"{key}|{feature_set}"
         frame = self.frames.get(key)
         if frame is None:
-            frame = panel.join(self.plugins.feature_set(feature_set).compute(panel, {}))
+            rows = panel()
+            frame = rows.join(self.plugins.feature_set(feature_set).compute(rows, {}))
             self.frames.set(key, frame)
         return frame
 
@@ -276,10 +284,7 @@ class Service:
         if not live.entities:
             raise RequestError(503, f"the regime model {live.name} v{live.version} names no market instrument")
         market = live.entities[0]
-        panel = self.bars.until(market, as_of, self.settings.context_bars) if as_of is not None else \
-            self.bars.latest(market, self.settings.context_bars)
-        last = str(panel.index.get_level_values("timestamp")[-1].isoformat())
-        frame = self._features(panel, f"{market}|{last}|stored", live.features)
+        frame, last, _ = self.frame(market, None, live.features, as_of)
         try:
             p_bear, cached = await self._call(live, frame, "p_bear", market, last, "stored", None)
         except RequestError:
@@ -331,7 +336,7 @@ class Service:
             "dropped": dropped,
             "timing_ms": {"members": members_ms, "total": _now_ms(start)},
         }
-        self._log_price(request_id, answer, answers, regime, frame, bars is not None)
+        self._log_price(request_id, answer, answers, regime, frame, bars is not None, digest)
         return answer
 
     async def predict_volatility(self, instrument: str, bars: list[dict] | None) -> dict:
@@ -368,14 +373,23 @@ class Service:
         return answer
 
     # logging ------------------------------------------------------------
-    def _inputs(self, instrument: str, last: str, frame: pd.DataFrame, sent: bool) -> tuple[dict, str]:
+    def _inputs(self, instrument: str, last: str, frame: pd.DataFrame, sent: bool, digest: str) -> tuple[dict, str]:
+        key = f"inputs|{instrument}|{last}|{digest}"
+        hit = self.frames.get(key)
+        if hit is None:
+            hit = self._compute_inputs(instrument, last, frame, sent)
+            self.frames.set(key, hit)
+        return hit
+
+    def _compute_inputs(self, instrument: str, last: str, frame: pd.DataFrame, sent: bool) -> tuple[dict, str]:
         row = frame.iloc[-1]
         feats = {k: (None if pd.isna(v) else float(v)) for k, v in row.items() if str(k).startswith("f_")}
         inputs = {"instrument": instrument, "last_bar": last, "bars_sent": sent, "features": feats}
         return inputs, hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
-    def _log_price(self, rid: str, answer: dict, answers: list[MemberAnswer], regime: dict, frame, sent: bool) -> None:
-        inputs, digest = self._inputs(answer["instrument"], answer["as_of"], frame, sent)
+    def _log_price(self, rid: str, answer: dict, answers: list[MemberAnswer], regime: dict, frame, sent: bool,
+                   bars_digest_: str) -> None:
+        inputs, digest = self._inputs(answer["instrument"], answer["as_of"], frame, sent, bars_digest_)
         total_ms = int(round(answer["timing_ms"]["total"]))
         for a in answers:
             if a.status != "ok":

@@ -143,7 +143,8 @@ class TSTransformer(Model):
         for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
             # "GPU available: False" and tips on every fit drown the progress of a walk-forward
             logging.getLogger(name).setLevel(logging.WARNING)
-        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=r".*validation_step.*val_dataloader.*")
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         torch.set_num_threads(cfg.num_threads)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
