@@ -12,7 +12,7 @@ import time
 
 from treum import runner
 from treum.configuration import compose_run
-from treum.core.evaluation import _rows, make_folds
+from treum.core.evaluation import rows_in, make_folds
 from treum.core.plugins import create_plugin_registry
 
 DEFAULT = {"gbm_direction": "sp500", "logit_direction": "sp500", "ts_transformer": "sp500", "garch": "sp500",
@@ -31,12 +31,12 @@ def main(names: list[str]) -> None:
         folds = make_folds(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
         first = folds[0]
         t0 = time.perf_counter()
-        spec.factory(config).fit(_rows(prep.frame, first.train), _rows(prep.frame, first.valid) if first.valid else None)
+        spec.factory(config).fit(rows_in(prep.frame, first.train), rows_in(prep.frame, first.valid) if first.valid else None)
         one = time.perf_counter() - t0
         t0 = time.perf_counter()
         runner.evaluate(name, spec, config, prep)
         wf = time.perf_counter() - t0
-        n = len(_rows(prep.frame, first.train))
+        n = len(rows_in(prep.frame, first.train))
         print(f"{name:18s} {data:12s} {n:7d} {one:10.1f} {len(folds):6d} {wf:15.1f}", flush=True)
 
 

@@ -56,7 +56,7 @@ def cmd_run(command: str, overrides: list[str]) -> int:
         register = command == "train" and bool(cfg.registry.get("register", True))
     outcome = runner.train_models(cfg, plugins, names, overrides, command, register)
     _print_outcome(outcome, cfg.task.name)
-    return 1 if getattr(outcome, "failures", None) else 0
+    return 1 if outcome.failures else 0
 
 
 def cmd_registry(args: argparse.Namespace) -> int:

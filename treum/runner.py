@@ -24,7 +24,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from treum.core.config import build_config
 from treum.core.data import Segments, data_version
 from treum.core.errors import ConfigError, TreumError
-from treum.core.evaluation import EvaluationResult, WalkForwardConfig, final_fold, make_folds, walk_forward
+from treum.core.evaluation import (
+    EvaluationResult,
+    WalkForwardConfig,
+    final_fold,
+    make_folds,
+    rows_in,
+    walk_forward,
+)
 from treum.core.plugins import PluginRegistry
 from treum.core.tasks import REFERENCE_BASELINE, Task, get_task  # noqa: F401 (get_task is used by demo)
 from treum.registry.store import Registry, treum_home
@@ -219,6 +226,7 @@ class TrainOutcome:
     table: pd.DataFrame
     registered: list[dict] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
+    failures: dict[str, BaseException] = field(default_factory=dict)
 
 
 def open_registry(cfg: DictConfig) -> Registry:
@@ -285,7 +293,7 @@ def train_models(
     for label_, res in {**results, **baselines}.items():
         res.predictions.to_csv(run_dir / f"predictions-{label_}.csv")
     baseline_metrics = {k: v.metrics for k, v in baselines.items()}
-    for name, res in results.items():
+    for name in results:
         row = table[table["model"] == name].iloc[0].to_dict()
         metrics = {k: v for k, v in row.items() if k not in ("model", "kind")}
         validated = prep.task.beats(metrics, list(baseline_metrics.values()))
@@ -296,9 +304,7 @@ def train_models(
             spec = plugins.model(name)
             started = datetime.now()
             fold = final_fold(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
-            from treum.core.evaluation import _rows
-
-            model = spec.factory(configs[name]).fit(_rows(prep.frame, fold.train), _rows(prep.frame, fold.valid) if fold.valid else None)
+            model = spec.factory(configs[name]).fit(rows_in(prep.frame, fold.train), rows_in(prep.frame, fold.valid) if fold.valid else None)
             with tempfile.TemporaryDirectory() as tmp:
                 model.save(Path(tmp) / "model")
                 entry = registry.register(
@@ -338,7 +344,7 @@ def train_models(
     if failures and not results:
         first = next(iter(failures.values()))
         raise first if isinstance(first, TreumError) else TreumError(f"every model failed; first error: {first!r}")
-    outcome.failures = failures  # type: ignore[attr-defined]
+    outcome.failures = failures
     return outcome
 
 

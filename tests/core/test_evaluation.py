@@ -77,7 +77,7 @@ def test_walk_forward_fits_only_on_the_past_and_predicts_each_test_bar_once():
     _Recorder.seen = []
     res = walk_forward("rec", _Recorder, frame, folds, sequential=True)
     assert len(_Recorder.seen) == len(folds)
-    for (lo, hi, vhi), fold in zip(_Recorder.seen, folds):
+    for (_, hi, vhi), fold in zip(_Recorder.seen, folds):
         assert hi < fold.test[0] and vhi < fold.test[0]
     pred_ts = res.predictions.index.get_level_values("timestamp")
     assert pred_ts.min() == pd.Timestamp("2009-01-01") and pred_ts.is_unique

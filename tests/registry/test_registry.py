@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect, select, text, update
 
 from treum.core.errors import ArtifactIntegrityError, RegistryError
-from treum.registry.schema import AuditLog, MLModel, MLTrainingJob, ModelPerformanceMetric
+from treum.registry.schema import AuditLog, ModelPerformanceMetric
 from treum.registry.store import Registry
 
 TABLES = {"users", "ml_models", "ml_features", "feature_values", "ml_predictions", "model_performance_metrics",

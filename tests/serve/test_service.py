@@ -257,7 +257,7 @@ def test_ab_split_is_sticky_and_reports_a_test(client, service, key, serve_plugi
     assert next(m["arm"] for m in repeat["members"] if m["name"] == "logit_direction") == arms["user-7"][0]
     service.log.close()  # flush so outcomes can be attached
     service.log = type(service.log)(reg.sessions)
-    for i, (user, pid) in enumerate(ids.items()):
+    for i, pid in enumerate(ids.values()):
         out = client.post(f"{API}/predictions/{pid}/outcome", json={"actual_value": 1.0 if i % 3 else -1.0}, headers=key)
         assert out.status_code == 200 and out.json()["updated"] == 4
     res = client.get(f"{API}/experiments/{exp_id}/results").json()

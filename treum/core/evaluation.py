@@ -85,7 +85,8 @@ def make_folds(
     return folds
 
 
-def _rows(frame: pd.DataFrame, span: tuple[pd.Timestamp, pd.Timestamp]) -> pd.DataFrame:
+def rows_in(frame: pd.DataFrame, span: tuple[pd.Timestamp, pd.Timestamp]) -> pd.DataFrame:
+    """Rows whose timestamp lies in the closed span."""
     ts = frame.index.get_level_values("timestamp")
     return frame[(ts >= span[0]) & (ts <= span[1])]
 
@@ -118,16 +119,16 @@ def walk_forward(
     ts = frame.index.get_level_values("timestamp")
     for fold in folds:
         model = build()
-        train = _rows(frame, fold.train)
-        valid = _rows(frame, fold.valid) if fold.valid else None
+        train = rows_in(frame, fold.train)
+        valid = rows_in(frame, fold.valid) if fold.valid else None
         t0 = time.perf_counter()
         model.fit(train, valid)
         t1 = time.perf_counter()
-        context = frame[ts <= fold.test[1]] if sequential else _rows(frame, fold.test)
+        context = frame[ts <= fold.test[1]] if sequential else rows_in(frame, fold.test)
         pred = model.predict(context)
         pred_s += time.perf_counter() - t1
         fit_s += t1 - t0
-        pred = _rows(pred, fold.test).copy()
+        pred = rows_in(pred, fold.test).copy()
         pred["fold"] = fold.index
         parts.append(pred)
         if on_fold is not None:

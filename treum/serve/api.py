@@ -8,11 +8,13 @@ answer) with a message that says what to fix.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -21,6 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Integer, cast, func, select
 
 from treum.core.errors import ArtifactIntegrityError, PluginError, RegistryError, TreumError
+from treum.core.model import verify_artifact
 from treum.registry import audit
 from treum.registry.schema import MLModel, MLPrediction, ModelExperiment, utcnow
 from treum.serve import schemas as S
@@ -161,10 +164,6 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
 
     @app.post(f"{PREFIX}/models", tags=["models"], response_model=S.ModelOut, status_code=201, responses=ERRORS)
     def register_model(body: S.RegisterRequest, actor: str = Depends(require_key), svc: Service = Depends(service)):
-        from pathlib import Path
-
-        from treum.core.model import verify_artifact
-
         spec = svc.plugins.model(body.name)
         path = Path(body.artifact_path)
         if not path.is_dir():
@@ -175,8 +174,6 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
             raise RequestError(422, str(exc)) from None
         if manifest["model"] != spec.name:
             raise RequestError(422, f"the artifact was saved by model '{manifest['model']}', not '{spec.name}'")
-        import json
-
         m = svc.registry.register(
             name=spec.name, task=spec.task, family=spec.family,
             config=json.loads((path / "config.json").read_text()), artifact_dir=path, metrics={}, baselines={},

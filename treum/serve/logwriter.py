@@ -27,7 +27,8 @@ def _complete(table, row: dict) -> dict:
         if column.name in row:
             out[column.name] = row[column.name]
         elif column.default is not None and column.default.is_callable:
-            out[column.name] = column.default.arg({})  if column.default.arg.__code__.co_argcount else column.default.arg()
+            # SQLAlchemy wraps a callable default so that it takes the execution context
+            out[column.name] = column.default.arg(None)
         elif column.default is not None and column.default.is_scalar:
             out[column.name] = column.default.arg
         else:
