@@ -119,3 +119,24 @@ def test_leaderboard_and_registry_lifecycle_commands(treum_home):
     assert verify.returncode == 0 and "audit log intact" in verify.stdout
     keys = treum("registry", "keys", "create", "ops")
     assert keys.returncode == 0 and "trm_" in keys.stdout
+
+
+def test_serve_export_writes_a_deployable_config(tmp_path):
+    import yaml
+
+    out = tmp_path / "serve.yaml"
+    r = treum("serve", "--export", str(out), "serve.port=9100", "serve.members.ts_transformer.placement=remote")
+    assert r.returncode == 0, r.stderr
+    assert f"serve deploy {out}" in r.stdout
+    config = yaml.safe_load(out.read_text())
+    app = config["applications"][0]
+    assert config["http_options"]["port"] == 9100
+    assert app["args"]["settings"]["members"]["ts_transformer"] == {"placement": "remote"}
+    bad = treum("serve", "--export", str(out), "serve.weights.bull.gbm_directoin=1.0", "+serve.prot=1")
+    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_data_show_prints_the_head_and_summary():
+    r = treum("data", "show", "sp500_stocks", "data.start=2020-01-01")
+    assert r.returncode == 0, r.stderr
+    assert "20 entities" in r.stdout and "AAPL" in r.stdout and "2020-01-02" in r.stdout

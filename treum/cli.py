@@ -151,8 +151,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     cfg = compose_plain([f"data={args.name}", *args.overrides], plugins)
     data_cfg = to_dict(cfg.data)
     panel = plugins.dataset(data_cfg["name"]).load(data_cfg)
-    segments = Segments.from_config(data_cfg.get("segments") or {})
-    segments.check_against(panel, f"data '{args.name}'")
+    if args.action == "validate":  # the segments a run would use must fit the data
+        Segments.from_config(data_cfg.get("segments") or {}).check_against(panel, f"data '{args.name}'")
     ts = panel.index.get_level_values("timestamp")
     ents = panel.index.get_level_values("entity").unique()
     console.print(

@@ -36,7 +36,7 @@ from treum.core.plugins import PluginRegistry
 from treum.core.tasks import REFERENCE_BASELINE, Task, get_task  # noqa: F401 (get_task is used by demo)
 from treum.registry.store import Registry, treum_home
 
-console = Console(width=None if sys.stdout.isatty() else 180)
+console = Console(width=None if sys.stdout.isatty() else 180, soft_wrap=True)
 
 
 def to_dict(node: Any) -> Any:
