@@ -185,15 +185,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         path = ray_app.export_config(settings, url, treum_home(), args.export)
         console.print(f"wrote {path}; deploy it on a Ray cluster with `serve deploy {path}`")
         return 0
+    done = threading.Event()
+    # handlers first: a Ctrl-C while Serve is still starting must stop it cleanly too, not raise mid-deploy
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     console.print("starting Ray Serve ...")
     ray_app.start(settings, url, treum_home())
     console.print(f"serving on http://{settings.host}:{settings.port}/api/v1/ml/ (Ray Serve proxy)")
     if settings.direct_ingress:
         console.print(f"direct ingress on http://{settings.host}:{settings.direct_port}/api/v1/ml/ (the router replica's own port)")
     console.print(f"OpenAPI: http://{settings.host}:{settings.port}/docs; Ctrl-C stops")
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     done.wait()
     console.print("stopping: flushing logs ...")
     ray_app.stop()

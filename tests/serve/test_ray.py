@@ -168,3 +168,39 @@ def test_zz_shutdown_flushes_every_log_row(live):
         requests = s.execute(select(func.count()).select_from(ModelServingLog)).scalar()
     assert predictions == expected_predictions
     assert requests == live["requests"]
+
+
+def test_the_serve_command_answers_and_stops_cleanly_on_ctrl_c(deployed_home, tmp_path):
+    """`treum serve` as a user runs it: a subprocess, a request over HTTP, SIGINT, exit 0, logs flushed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    shutil.copytree(deployed_home, home)
+    base = _free_port_block()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "treum.cli", "serve", f"serve.port={base}", f"serve.direct_port={base + 1}"],
+        env={**os.environ, "TREUM_HOME": str(home), "COLUMNS": "200"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    def p_up():
+        try:
+            r = httpx.post(f"http://127.0.0.1:{base + 1}{API}/predict/price", json={"instrument": "SPX"}, timeout=30)
+        except httpx.HTTPError:
+            return None  # not listening yet
+        return r.json().get("p_up") if r.status_code == 200 else None
+
+    try:
+        body = _wait(p_up, timeout=120)
+        assert 0 < body < 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert f"direct ingress on http://127.0.0.1:{base + 1}/api/v1/ml/" in out and "flushing logs" in out
+    reg = Registry(home=home)
+    with reg.sessions() as s:
+        assert s.execute(select(func.count()).select_from(MLPrediction)).scalar() >= 4
+    reg.close()

@@ -165,11 +165,12 @@ def stop() -> None:
     """Shut the application down cleanly (replicas flush their logs), then Ray."""
     import ray
 
+    if not ray.is_initialized():
+        return  # stopped already; serve.shutdown() would start a Ray just to find nothing
     try:
         serve.shutdown()
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
+        ray.shutdown()
 
 
 def export_config(settings, registry_url: str | None, home: Path | None, path: Path) -> Path:
