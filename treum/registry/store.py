@@ -95,7 +95,9 @@ class Registry:
         self.home = Path(home) if home else treum_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.url = url or default_url(self.home)
-        self.engine = create_engine(self.url, echo=echo, future=True)
+        # SQLite: a writer waits for the file lock (the service's log writer and the CLI share it)
+        connect_args = {"timeout": 30} if self.url.startswith("sqlite") else {}
+        self.engine = create_engine(self.url, echo=echo, future=True, connect_args=connect_args)
         migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.artifacts = ArtifactStore(self.home / "artifacts")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -112,6 +113,7 @@ class BatchLogWriter:
                 return
             except Exception:  # a locked SQLite file or a dropped connection: retry, then report
                 log.exception("writing %d log rows failed (attempt %d)", len(batch), attempt + 1)
+                time.sleep(0.2 * (attempt + 1))
         self.failed_batches += 1
 
     def close(self, timeout: float = 30.0) -> None:

@@ -441,4 +441,5 @@ class Service:
             "instruments": len(self.bars.instruments),
             "cache": {"hits": self.cache.hits, "misses": self.cache.misses},
             "logs_written": self.log.written,
+            "log_batches_failed": self.log.failed_batches,
         }
