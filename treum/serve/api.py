@@ -9,7 +9,6 @@ answer) with a message that says what to fix.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from treum.core.errors import ArtifactIntegrityError, PluginError, RegistryError
 from treum.core.model import verify_artifact
 from treum.registry import audit
 from treum.registry.schema import MLModel, MLPrediction, ModelExperiment, utcnow
+from treum.registry.store import clean_json
 from treum.serve import schemas as S
 from treum.serve.ab import two_proportion_test
 from treum.serve.bars import RequestError
@@ -47,16 +47,6 @@ def _model_out(m: MLModel, detail: bool = False) -> dict:
         out["baselines"] = (m.custom_metrics or {}).get("baselines")
         out["config"] = m.model_config
     return out
-
-
-def _finite(d: Any) -> Any:
-    if isinstance(d, float):
-        return d if math.isfinite(d) else None
-    if isinstance(d, dict):
-        return {k: _finite(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_finite(v) for v in d]
-    return d
 
 
 class ServingLogMiddleware:
@@ -160,7 +150,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
 
     @app.get(f"{PREFIX}/models/{{model_id}}", tags=["models"], response_model=S.ModelOut, responses=ERRORS)
     def model_detail(model_id: uuid.UUID, svc: Service = Depends(service)):
-        return _finite(_model_out(get_model(svc, model_id), detail=True))
+        return clean_json(_model_out(get_model(svc, model_id), detail=True))
 
     @app.post(f"{PREFIX}/models", tags=["models"], response_model=S.ModelOut, status_code=201, responses=ERRORS)
     def register_model(body: S.RegisterRequest, actor: str = Depends(require_key), svc: Service = Depends(service)):
@@ -202,7 +192,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
     def model_performance(model_id: uuid.UUID, svc: Service = Depends(service)) -> dict[str, Any]:
         m = get_model(svc, model_id)
         rows = svc.registry.performance(m.id)
-        return _finite({
+        return clean_json({
             "model": _model_out(m, detail=True),
             "metrics": [{c.name: getattr(r, c.name) for c in r.__table__.columns if c.name != "model_id"} for r in rows],
         })
@@ -214,7 +204,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
         with svc.registry.sessions() as s:
             rows = s.execute(select(MLPrediction).where(MLPrediction.model_id == model_id)
                              .order_by(MLPrediction.created_at.desc()).limit(limit)).scalars()
-            return [_finite({"prediction_id": r.prediction_id, "entity_id": r.entity_id, "created_at": str(r.created_at),
+            return [clean_json({"prediction_id": r.prediction_id, "entity_id": r.entity_id, "created_at": str(r.created_at),
                              "probability": r.prediction_probability, "value": r.prediction_value,
                              "class": r.prediction_class, "version": r.model_version, "arm": r.experiment_arm,
                              "actual_value": r.actual_value, "is_correct": r.is_correct}) for r in rows]
@@ -225,7 +215,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
     async def predict_price(body: S.PredictRequest, svc: Service = Depends(service)):
         bars = [b.model_dump() for b in body.bars] if body.bars is not None else None
         # a JSONResponse skips re-validating the answer against PriceOut: the hot path's biggest cost
-        return JSONResponse(_finite(await svc.predict_price(body.instrument, bars, body.user_id)))
+        return JSONResponse(clean_json(await svc.predict_price(body.instrument, bars, body.user_id)))
 
     @app.post(f"{PREFIX}/predict/volatility", tags=["predict"], response_model=S.VolatilityOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])
@@ -252,7 +242,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
                     result = await svc.predict_volatility(item.instrument, bars)
                 else:
                     result = await svc.predict_regime(item.instrument, bars)
-                results.append({"kind": item.kind, "instrument": item.instrument, "status": 200, "result": _finite(result)})
+                results.append({"kind": item.kind, "instrument": item.instrument, "status": 200, "result": clean_json(result)})
             except RequestError as exc:
                 results.append({"kind": item.kind, "instrument": item.instrument, "status": exc.status, "error": exc.message})
         return {"results": results}
@@ -348,7 +338,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
                              "hit_rate": (int(hits or 0) / with_outcome) if with_outcome else None}
         test = two_proportion_test(arms["control"]["hits"], arms["control"]["outcomes"],
                                    arms["treatment"]["hits"], arms["treatment"]["outcomes"])
-        return _finite({"id": str(experiment_id), "name": exp.experiment_name, "status": exp.status, "arms": arms,
+        return clean_json({"id": str(experiment_id), "name": exp.experiment_name, "status": exp.status, "arms": arms,
                         "test": {"method": "two-proportion z-test on hit rates", **test} if test["p_value"] is not None
                         else {"method": "two-proportion z-test on hit rates", "note": "no outcomes in one arm yet"}})
 
@@ -374,7 +364,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
                     "outcomes": int(with_outcome), "live_hit_rate": (int(hits or 0) / with_outcome) if with_outcome else None,
                     "walk_forward": (row.custom_metrics or {}).get("walk_forward") if row else None,
                 }
-        return _finite({"models": out, "cache": {"hits": svc.cache.hits, "misses": svc.cache.misses},
+        return clean_json({"models": out, "cache": {"hits": svc.cache.hits, "misses": svc.cache.misses},
                         "logs_written": svc.log.written})
 
     app.add_middleware(ServingLogMiddleware, get_service=get_service)
