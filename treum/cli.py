@@ -60,6 +60,7 @@ def cmd_run(command: str, overrides: list[str]) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
+    from treum.core.tasks import TASK_TABLE
     from treum.registry.store import Registry
     from treum.runner import console
 
@@ -73,7 +74,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
             t.add_column(c)
         for m in reg.list_models(args.name):
             wf = (m.custom_metrics or {}).get("walk_forward", {})
-            metric = {"direction": "auc", "volatility": "qlike_h1", "regime": "balanced_accuracy"}.get(m.model_type)
+            task = TASK_TABLE.get(m.model_type)
+            metric = task.primary_metric if task else None
             value = wf.get(metric) if metric else None
             t.add_row(m.model_name, m.model_version, m.model_type, m.deployment_status,
                       f"{metric}={value:.4f}" if isinstance(value, float) else "-", str(m.created_at)[:19], str(m.id))

@@ -13,6 +13,7 @@ import time
 from treum import runner
 from treum.configuration import compose_plain
 from treum.core.plugins import create_plugin_registry
+from treum.core.tasks import get_task
 from treum.registry.store import Registry
 from treum.serve.settings import ServeSettings
 
@@ -30,7 +31,7 @@ def run() -> int:
         overrides = [f"task={task}", f"data={data}"]
         cfg = compose_plain(overrides, plugins)
         names = runner.models_of_task(plugins, task)
-        runner.console.rule(f"[bold]{task}[/] on {data}: {', '.join(names)} beside {len(runner.get_task(task).baselines)} baselines")
+        runner.console.rule(f"[bold]{task}[/] on {data}: {', '.join(names)} beside {len(get_task(task).baselines)} baselines")
         outcome = runner.train_models(cfg, plugins, names, overrides, "leaderboard", register=True)
         runner.print_table(f"{task} leaderboard on {data} (walk-forward, out of sample)", runner.headline(outcome.table, task))
         runner.console.print(f"outputs: {outcome.run_dir}")

@@ -33,7 +33,7 @@ from treum.core.evaluation import (
     walk_forward,
 )
 from treum.core.plugins import PluginRegistry
-from treum.core.tasks import REFERENCE_BASELINE, Task, get_task  # noqa: F401 (get_task is used by demo)
+from treum.core.tasks import REFERENCE_BASELINE, Task, get_task
 from treum.registry.store import Registry, treum_home
 
 console = Console(width=None if sys.stdout.isatty() else 180, soft_wrap=True)
@@ -276,7 +276,7 @@ def train_models(
         f"refit every {prep.eval_cfg.refit_every} bars, purge {prep.purge}, embargo {prep.eval_cfg.embargo}"
     )
     results: dict[str, EvaluationResult] = {}
-    failures: dict[str, BaseException] = {}
+    failures = outcome.failures
     with _progress() as progress:
         baselines = run_baselines(prep, plugins, overrides, progress)
         for name in names:
@@ -293,6 +293,10 @@ def train_models(
     for label_, res in {**results, **baselines}.items():
         res.predictions.to_csv(run_dir / f"predictions-{label_}.csv")
     baseline_metrics = {k: v.metrics for k, v in baselines.items()}
+    # the registered version's fit: everything labelled up to the end of the test segment, the same for every model
+    fold = final_fold(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
+    final_train = rows_in(prep.frame, fold.train)
+    final_valid = rows_in(prep.frame, fold.valid) if fold.valid else None
     for name in results:
         row = table[table["model"] == name].iloc[0].to_dict()
         metrics = {k: v for k, v in row.items() if k not in ("model", "kind")}
@@ -303,8 +307,7 @@ def train_models(
         try:
             spec = plugins.model(name)
             started = datetime.now()
-            fold = final_fold(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
-            model = spec.factory(configs[name]).fit(rows_in(prep.frame, fold.train), rows_in(prep.frame, fold.valid) if fold.valid else None)
+            model = spec.factory(configs[name]).fit(final_train, final_valid)
             with tempfile.TemporaryDirectory() as tmp:
                 model.save(Path(tmp) / "model")
                 entry = registry.register(
@@ -344,7 +347,6 @@ def train_models(
     if failures and not results:
         first = next(iter(failures.values()))
         raise first if isinstance(first, TreumError) else TreumError(f"every model failed; first error: {first!r}")
-    outcome.failures = failures
     return outcome
 
 

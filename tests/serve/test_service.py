@@ -81,6 +81,8 @@ def test_bars_in_the_request_are_used_instead_of_stored_ones(client, serve_plugi
 
 def test_a_failing_member_is_dropped_and_the_weights_renormalised(client, service):
     class Broken:
+        spec = service.live["gbm_direction"].model.spec
+
         def predict(self, data):
             raise RuntimeError("weights corrupted in memory")
 
@@ -98,6 +100,8 @@ def test_a_slow_member_times_out_and_too_few_members_is_a_503(serve_home, serve_
                   start_refresher=False)
     try:
         class Slow:
+            spec = svc.live["logit_direction"].model.spec
+
             def predict(self, data):
                 time.sleep(0.5)
                 return None

@@ -30,6 +30,10 @@ class RegistryError(TreumError):
     """A registry operation is not allowed in the current state."""
 
 
+class NotFoundError(RegistryError):
+    """The registry has no model, version, job or experiment of that name or id."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
     choices = list(choices)

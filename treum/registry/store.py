@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from treum.core.errors import RegistryError, did_you_mean
+from treum.core.errors import NotFoundError, RegistryError, did_you_mean
 from treum.registry import audit
 from treum.registry.artifacts import ArtifactStore
 from treum.registry.schema import (
@@ -153,7 +153,7 @@ class Registry:
         with self.sessions() as s:
             job = s.get(MLTrainingJob, job_id)
             if job is None:
-                raise RegistryError(f"no training job with id {job_id}")
+                raise NotFoundError(f"no training job with id {job_id}")
             return job
 
     def jobs(self, limit: int = 50) -> list[MLTrainingJob]:
@@ -259,7 +259,7 @@ class Registry:
         q = select(MLModel).where(MLModel.model_name == name)
         rows = list(s.execute(q).scalars())
         if not rows:
-            raise RegistryError(
+            raise NotFoundError(
                 f"no registered model named '{name}'{did_you_mean(name, self._names(s))} (treum registry list)"
             )
         if version is None:
@@ -267,7 +267,7 @@ class Registry:
         for m in rows:
             if m.model_version == str(version):
                 return m
-        raise RegistryError(
+        raise NotFoundError(
             f"model '{name}' has no version '{version}' (versions: {', '.join(sorted(m.model_version for m in rows))})"
         )
 
@@ -280,7 +280,7 @@ class Registry:
         with self.sessions() as s:
             model = s.get(MLModel, uuid.UUID(str(model_id)))
             if model is None:
-                raise RegistryError(f"no registered model with id {model_id}")
+                raise NotFoundError(f"no registered model with id {model_id}")
             return model
 
     def live(self, name: str) -> MLModel | None:

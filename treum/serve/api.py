@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Integer, cast, func, select
 
-from treum.core.errors import ArtifactIntegrityError, PluginError, RegistryError, TreumError
+from treum.core.errors import ArtifactIntegrityError, NotFoundError, PluginError, RegistryError, TreumError
 from treum.core.model import verify_artifact
 from treum.registry import audit
 from treum.registry.schema import MLModel, MLPrediction, ModelExperiment, utcnow
@@ -47,6 +47,19 @@ def _model_out(m: MLModel, detail: bool = False) -> dict:
         out["baselines"] = (m.custom_metrics or {}).get("baselines")
         out["config"] = m.model_config
     return out
+
+
+def _bars(body: S.PredictRequest) -> list[dict] | None:
+    return [b.model_dump() for b in body.bars] if body.bars is not None else None
+
+
+def _outcomes(s, *where) -> tuple[int, int, int]:
+    """(predictions, those with an outcome, correct ones) among the logged predictions matching ``where``."""
+    n, with_outcome, hits = s.execute(
+        select(func.count(), func.count(MLPrediction.is_correct), func.sum(cast(MLPrediction.is_correct, Integer)))
+        .where(*where)
+    ).one()
+    return int(n), int(with_outcome), int(hits or 0)
 
 
 class ServingLogMiddleware:
@@ -128,16 +141,11 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
 
     @app.exception_handler(TreumError)
     async def treum_error(_: Request, exc: TreumError):
-        status = 404 if isinstance(exc, PluginError) else 409 if isinstance(exc, RegistryError) else 422
-        if isinstance(exc, RegistryError) and ("no registered model" in str(exc) or "has no version" in str(exc)):
-            status = 404
+        status = 404 if isinstance(exc, (PluginError, NotFoundError)) else 409 if isinstance(exc, RegistryError) else 422
         return JSONResponse({"error": str(exc)}, status_code=status)
 
     def get_model(svc: Service, model_id: uuid.UUID) -> MLModel:
-        try:
-            return svc.registry.get_by_id(model_id)
-        except RegistryError as exc:
-            raise RequestError(404, str(exc)) from None
+        return svc.registry.get_by_id(model_id)  # NotFoundError answers 404 through the handler above
 
     # health and models ------------------------------------------------------
     @app.get(f"{PREFIX}/health", tags=["monitoring"])
@@ -213,20 +221,20 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
     @app.post(f"{PREFIX}/predict/price", tags=["predict"], response_model=S.PriceOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])
     async def predict_price(body: S.PredictRequest, svc: Service = Depends(service)):
-        bars = [b.model_dump() for b in body.bars] if body.bars is not None else None
+        bars = _bars(body)
         # a JSONResponse skips re-validating the answer against PriceOut: the hot path's biggest cost
         return JSONResponse(clean_json(await svc.predict_price(body.instrument, bars, body.user_id)))
 
     @app.post(f"{PREFIX}/predict/volatility", tags=["predict"], response_model=S.VolatilityOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])
     async def predict_volatility(body: S.PredictRequest, svc: Service = Depends(service)):
-        bars = [b.model_dump() for b in body.bars] if body.bars is not None else None
+        bars = _bars(body)
         return await svc.predict_volatility(body.instrument, bars)
 
     @app.post(f"{PREFIX}/predict/market-regime", tags=["predict"], response_model=S.MarketRegimeOut,
               responses=ERRORS, dependencies=[Depends(predict_guard)])
     async def predict_regime(body: S.PredictRequest, svc: Service = Depends(service)):
-        bars = [b.model_dump() for b in body.bars] if body.bars is not None else None
+        bars = _bars(body)
         return await svc.predict_regime(body.instrument, bars)
 
     @app.post(f"{PREFIX}/predict/batch", tags=["predict"], response_model=S.BatchOut, responses=ERRORS,
@@ -234,7 +242,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
     async def predict_batch(body: S.BatchRequest, svc: Service = Depends(service)):
         results = []
         for item in body.requests:
-            bars = [b.model_dump() for b in item.bars] if item.bars is not None else None
+            bars = _bars(item)
             try:
                 if item.kind == "price":
                     result = await svc.predict_price(item.instrument, bars, item.user_id)
@@ -329,13 +337,9 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
                 raise RequestError(404, f"no experiment {experiment_id}")
             arms = {}
             for arm, model_id in (("control", exp.control_model_id), ("treatment", exp.treatment_model_id)):
-                q = select(func.count(), func.count(MLPrediction.is_correct),
-                           func.sum(cast(MLPrediction.is_correct, Integer))).where(
-                    MLPrediction.model_id == model_id, MLPrediction.experiment_arm == arm)
-                n, with_outcome, hits = s.execute(q).one()
-                arms[arm] = {"model_id": str(model_id), "predictions": int(n), "outcomes": int(with_outcome),
-                             "hits": int(hits or 0),
-                             "hit_rate": (int(hits or 0) / with_outcome) if with_outcome else None}
+                n, with_outcome, hits = _outcomes(s, MLPrediction.model_id == model_id, MLPrediction.experiment_arm == arm)
+                arms[arm] = {"model_id": str(model_id), "predictions": n, "outcomes": with_outcome, "hits": hits,
+                             "hit_rate": hits / with_outcome if with_outcome else None}
         test = two_proportion_test(arms["control"]["hits"], arms["control"]["outcomes"],
                                    arms["treatment"]["hits"], arms["treatment"]["outcomes"])
         return clean_json({"id": str(experiment_id), "name": exp.experiment_name, "status": exp.status, "arms": arms,
@@ -351,17 +355,14 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
                 mid = uuid.UUID(live.id)
                 times = [t for (t,) in s.execute(select(MLPrediction.inference_time_ms).where(
                     MLPrediction.model_id == mid, MLPrediction.inference_time_ms.is_not(None)))]
-                n, with_outcome, hits = s.execute(select(
-                    func.count(), func.count(MLPrediction.is_correct),
-                    func.sum(cast(MLPrediction.is_correct, Integer)),
-                ).where(MLPrediction.model_id == mid)).one()
+                n, with_outcome, hits = _outcomes(s, MLPrediction.model_id == mid)
                 row = s.get(MLModel, mid)
                 times.sort()
                 out[name] = {
-                    "version": live.version, "predictions": int(n),
+                    "version": live.version, "predictions": n,
                     "latency_ms_mean": (sum(times) / len(times)) if times else None,
                     "latency_ms_p95": times[int(0.95 * (len(times) - 1))] if times else None,
-                    "outcomes": int(with_outcome), "live_hit_rate": (int(hits or 0) / with_outcome) if with_outcome else None,
+                    "outcomes": with_outcome, "live_hit_rate": hits / with_outcome if with_outcome else None,
                     "walk_forward": (row.custom_metrics or {}).get("walk_forward") if row else None,
                 }
         return clean_json({"models": out, "cache": {"hits": svc.cache.hits, "misses": svc.cache.misses},

@@ -70,10 +70,10 @@ class ModelReplica:
         self._model(model_id, name, version)
         return True
 
-    def predict(self, model_id: str, name: str, version: str, frame, column: str) -> float:
-        model = self._model(model_id, name, version)
-        data = frame if "sequential" in model.spec.capabilities else frame.iloc[[-1]]
-        return float(model.predict(data)[column].iloc[-1])
+    def predict(self, model_id: str, name: str, version: str, frame, columns: tuple[str, ...]) -> dict[str, float]:
+        from treum.serve.router import predict_last
+
+        return predict_last(self._model(model_id, name, version), frame, columns)
 
 
 @serve.deployment(name="router", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, logging_config=QUIET)
@@ -87,8 +87,8 @@ class Router:
             def __init__(self, handle):
                 self.handle = handle
 
-            def predict(self, model_id, name, version, frame, column):
-                return self.handle.predict.remote(model_id, name, version, frame, column)
+            def predict(self, model_id, name, version, frame, columns):
+                return self.handle.predict.remote(model_id, name, version, frame, columns)
 
             def warm(self, model_id, name, version):
                 self.handle.warm.remote(model_id, name, version)  # not awaited: loading runs on its own
@@ -147,14 +147,15 @@ def start(settings, registry_url: str | None, home: Path | None, plugins_toml: P
     """Start Ray (or join ``settings.address``) and run the application; returns once it is healthy."""
     import ray
 
-    os.environ.update(serve_env(settings))  # Ray's local processes inherit it
+    env = serve_env(settings)
+    os.environ.update(env)  # Ray's local processes inherit it
     if not ray.is_initialized():
         ray.init(
             address=settings.address,
             include_dashboard=False,
             logging_level=logging.WARNING,
             log_to_driver=False,
-            runtime_env={"env_vars": serve_env(settings)},
+            runtime_env={"env_vars": env},
         )
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(builder_args(settings, registry_url, home, plugins_toml)), name="treum", route_prefix="/",

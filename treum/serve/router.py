@@ -46,7 +46,6 @@ class LiveModel:
     sha256: str
     status: str
     features: str
-    capabilities: frozenset[str]
     entities: tuple[str, ...] = ()
     model: Any = None  # loaded in this process (local placement), or None (remote)
     error: str | None = None  # why it could not be loaded
@@ -75,6 +74,16 @@ class MemberAnswer:
     cached: bool = False
 
 
+def predict_last(model: Any, frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, float]:
+    """A model's answer for the frame's last bar; a sequential model reads the whole frame as context."""
+    data = frame if "sequential" in model.spec.capabilities else frame.iloc[[-1]]
+    row = model.predict(data).iloc[-1]
+    values = {c: float(row[c]) for c in columns}
+    if not all(np.isfinite(v) for v in values.values()):
+        raise RequestError(422, f"{model.spec.name} has no prediction for the last bar (too few bars for its window?)")
+    return values
+
+
 def _now_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
@@ -101,6 +110,7 @@ class Service:
         self.live: dict[str, LiveModel] = {}
         self.experiments: dict[str, Experiment] = {}
         self._loaded: dict[str, LiveModel] = {}  # by model id: versions stay loaded while in use
+        self._inflight: dict[str, asyncio.Future] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.refresh()
@@ -124,7 +134,6 @@ class Service:
             sha256=row.artifact_sha256 or "",
             status=row.deployment_status,
             features=meta.get("features", "technical"),
-            capabilities=frozenset(meta.get("capabilities", [])),
         )
         placement = next((m.placement for m in self.settings.members if m.name == row.model_name), "local")
         if placement == "remote" and row.model_name in self.remote:
@@ -229,28 +238,43 @@ class Service:
                 return (exp.treatment if arm == "treatment" else exp.control), arm, exp.id
         return self.live.get(name), None, None
 
-    def _predict_last(self, live: LiveModel, frame: pd.DataFrame, column: str) -> float:
-        data = frame if "sequential" in live.capabilities else frame.iloc[[-1]]
-        value = float(live.model.predict(data)[column].iloc[-1])
-        if not np.isfinite(value):
-            raise RequestError(422, f"{live.name} has no prediction for the last bar (too few bars for its window?)")
-        return value
-
-    async def _call(self, live: LiveModel, frame: pd.DataFrame, column: str, instrument: str, last: str,
-                    digest: str, timeout_s: float | None) -> tuple[float, bool]:
-        key = cache_key(live.id, instrument, last, digest) + f"|{column}"
+    async def _call(self, live: LiveModel, frame: pd.DataFrame, columns: tuple[str, ...], instrument: str,
+                    last: str, digest: str, timeout_s: float | None) -> tuple[dict[str, float], bool]:
+        """One prediction of the last bar, every asked column at once, through the cache."""
+        key = cache_key(live.id, instrument, last, digest) + "|" + ",".join(columns)
         hit = self.cache.get(key)
         if hit is not None:
-            return float(hit), True
+            return hit, True
+        # concurrent requests for one uncached answer share one computation (no thundering herd)
+        task = self._inflight.get(key)
+        if task is None or task.get_loop() is not asyncio.get_running_loop():  # a stopped loop's leftover
+            if live.model is None and live.name not in self.remote:
+                raise RuntimeError(live.error or f"{live.name} v{live.version} is not loaded")
+            task = asyncio.ensure_future(self._compute(live, frame, columns, key))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # shield: a member that times out for this answer still finishes and fills the cache,
+        # and a remote replica is not cancelled half-way through loading a version
+        values = await (asyncio.wait_for(asyncio.shield(task), timeout_s) if timeout_s else task)
+        return values, False
+
+    async def _compute(self, live: LiveModel, frame: pd.DataFrame, columns: tuple[str, ...], key: str) -> dict[str, float]:
         if live.model is not None:
-            call = asyncio.to_thread(self._predict_last, live, frame, column)
-        elif live.name in self.remote:
-            call = self.remote[live.name].predict(live.id, live.name, live.version, frame, column)
+            values = await asyncio.to_thread(predict_last, live.model, frame, columns)
         else:
-            raise RuntimeError(live.error or f"{live.name} v{live.version} is not loaded")
-        value = await (asyncio.wait_for(call, timeout_s) if timeout_s else call)
-        self.cache.set(key, float(value))
-        return float(value), False
+            values = await self.remote[live.name].predict(live.id, live.name, live.version, frame, columns)
+        self.cache.set(key, values)
+        return values
+
+    async def _answer(self, live: LiveModel, frame: pd.DataFrame, columns: tuple[str, ...], instrument: str,
+                      last: str, digest: str) -> tuple[dict[str, float], bool]:
+        """``_call`` for a single model's route: a model that cannot answer is the request's 422."""
+        try:
+            return await self._call(live, frame, columns, instrument, last, digest, None)
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise RequestError(422, f"{live.name} cannot answer for {instrument} as of {last}: {exc}") from None
 
     async def _member(self, name: str, frame, instrument, last, digest, user_id) -> MemberAnswer:
         live, arm, _ = self._resolve(name, user_id)
@@ -258,9 +282,10 @@ class Service:
             return MemberAnswer(name, None, "not deployed", error=f"no deployed version of '{name}'")
         start = time.perf_counter()
         try:
-            value, cached = await self._call(live, frame, "p_up", instrument, last, digest,
-                                             self.settings.member_timeout_ms / 1000)
-            return MemberAnswer(name, live.version, "ok", value, _now_ms(start), arm=arm, model_id=live.id, cached=cached)
+            values, cached = await self._call(live, frame, ("p_up",), instrument, last, digest,
+                                              self.settings.member_timeout_ms / 1000)
+            return MemberAnswer(name, live.version, "ok", values["p_up"], _now_ms(start), arm=arm, model_id=live.id,
+                                cached=cached)
         except asyncio.TimeoutError:
             return MemberAnswer(name, live.version, "timeout", latency_ms=_now_ms(start), arm=arm, model_id=live.id,
                                 error=f"no answer within {self.settings.member_timeout_ms:g} ms")
@@ -285,12 +310,8 @@ class Service:
             raise RequestError(503, f"the regime model {live.name} v{live.version} names no market instrument")
         market = live.entities[0]
         frame, last, _ = self.frame(market, None, live.features, as_of)
-        try:
-            p_bear, cached = await self._call(live, frame, "p_bear", market, last, "stored", None)
-        except RequestError:
-            raise
-        except Exception as exc:
-            raise RequestError(422, f"{live.name} cannot answer for {market} as of {last}: {exc}") from None
+        values, cached = await self._answer(live, frame, ("p_bear",), market, last, "stored")
+        p_bear = values["p_bear"]
         name = "bear" if p_bear > self.settings.regime_threshold else "bull"
         return {"market": market, "as_of": last, "regime": name, "p_bear": p_bear, "p_bull": 1 - p_bear,
                 "model": live.name, "version": live.version, "model_id": live.id, "cached": cached}
@@ -341,20 +362,8 @@ class Service:
 
     async def predict_volatility(self, instrument: str, bars: list[dict] | None) -> dict:
         live = self._single(self.settings.volatility_model, "volatility")
-        if live.entities and instrument not in live.entities and "sequential" in live.capabilities:
-            raise RequestError(
-                422, f"{live.name} v{live.version} was fitted per instrument on {', '.join(live.entities)}; "
-                f"it has no parameters for '{instrument}'"
-            )
         frame, last, digest = self.frame(instrument, bars, live.features)
-        values = {}
-        for col in get_task("volatility").prediction_columns:
-            try:
-                values[col], _ = await self._call(live, frame, col, instrument, last, digest, None)
-            except RequestError:
-                raise
-            except Exception as exc:
-                raise RequestError(422, f"{live.name} cannot answer for {instrument}: {exc}") from None
+        values, _ = await self._answer(live, frame, get_task("volatility").prediction_columns, instrument, last, digest)
         daily = float(np.sqrt(values["var_h1"]))
         answer = {"prediction_id": uuid.uuid4().hex, "instrument": instrument, "as_of": last, "model": live.name,
                   "version": live.version, **values, "vol_daily_pct": daily,

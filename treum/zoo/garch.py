@@ -70,7 +70,9 @@ class Garch(Model):
         parts = []
         for entity, s in r.groupby(level="entity", sort=False):
             if str(entity) not in self.params_:
-                raise KeyError(f"garch was not fitted on entity '{entity}'")
+                raise ValueError(
+                    f"garch was fitted per instrument on {', '.join(self.params_)}; it has no parameters for '{entity}'"
+                )
             series = s.droplevel("entity").dropna()
             am = _arch_model(series, self.config)
             # JSON does not keep order: put the parameters in the model's own order

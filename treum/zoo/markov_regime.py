@@ -73,6 +73,11 @@ class MarkovRegime(Model):
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
         parts = []
         for entity, s in _series(data, self.config.smoothing).items():
+            if entity not in self.params_:
+                raise ValueError(
+                    f"markov_regime was fitted per instrument on {', '.join(self.params_)}; "
+                    f"it has no parameters for '{entity}'"
+                )
             res = _model(s, self.config.k_regimes).filter(np.asarray(self.params_[entity]))
             p_bear = np.asarray(res.filtered_marginal_probabilities)[:, self.bear_[entity]]
             idx = pd.MultiIndex.from_arrays(
