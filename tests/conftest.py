@@ -39,10 +39,10 @@ def sp500(plugins) -> pd.DataFrame:
 def direction_frame(plugins, sp500) -> pd.DataFrame:
     """S&P 500 2004-2012 with technical features and direction targets at 1, 5 and 21 bars."""
     from treum.core.data import slice_time
-    from treum.core.tasks import get_task
+    from treum.core.task import build_task
 
     feats = plugins.feature_set("technical").compute(sp500, {})
-    tg = get_task("direction").make_targets(sp500, {"horizon": 1, "horizons": [1, 5, 21]})
+    tg = build_task(plugins.task("direction"), {"horizon": 1, "horizons": [1, 5, 21]}).make_targets(sp500)
     return slice_time(sp500.join(feats).join(tg), pd.Timestamp("2004-01-01"), pd.Timestamp("2012-12-31"))
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from treum.configuration import compose_run, expand_multirun
-from treum.core.config import build_config
+from treum.commands.compose import compose_run, expand_multirun
+from treum.core.config import build_spec_config
 from treum.core.errors import ConfigError
 
 
@@ -18,7 +18,7 @@ def test_model_config_comes_from_its_yaml(plugins):
 
 def test_overrides_reach_the_model_config(plugins):
     cfg = compose_run(["model=gbm_direction", "model.num_leaves=7", "seed=3"], plugins)
-    built = build_config(plugins.model("gbm_direction"), dict(cfg.model))
+    built = build_spec_config(plugins.model("gbm_direction"), dict(cfg.model))
     assert built.num_leaves == 7 and built.seed == 3
 
 

@@ -9,7 +9,7 @@ import pytest
 from treum.core.data import Segments
 from treum.core.errors import ConfigError
 from treum.core.evaluation import WalkForwardConfig, final_fold, make_folds, walk_forward
-from treum.core.metrics import block_bootstrap_ci, diebold_mariano, qlike, regime_metrics
+from treum.core.metrics import block_bootstrap_ci, diebold_mariano, qlike
 
 SEG = Segments.from_config({"train": ["2000-01-01", "2007-12-31"], "valid": ["2008-01-01", "2008-12-31"],
                             "test": ["2009-01-01", "2011-12-31"]})
@@ -107,10 +107,3 @@ def test_block_bootstrap_interval_covers_the_estimate():
     x = rng.normal(loc=1.0, size=1000)
     lo, hi = block_bootstrap_ci(lambda i: float(x[i].mean()), len(x), 300)
     assert lo < x.mean() < hi and hi - lo < 0.3
-
-
-def test_regime_detection_lag_counts_bars_to_first_bear_call():
-    y = np.array([0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0])
-    p = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0], dtype=float)
-    m = regime_metrics(y, p, pd.bdate_range("2020-01-01", periods=len(y)))
-    assert m["bear_markets"] == 2 and m["bears_missed"] == 1 and m["detection_lag_bars"] == 2

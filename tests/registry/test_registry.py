@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text, update
 
-from treum.core.errors import ArtifactIntegrityError, RegistryError
+from treum.core.errors import ArtifactIntegrityError, NotFoundError, RegistryError
 from treum.registry.schema import AuditLog, ModelPerformanceMetric
 from treum.registry.store import Registry
 
@@ -17,34 +17,11 @@ TABLES = {"users", "ml_models", "ml_features", "feature_values", "ml_predictions
           "model_experiments", "model_serving_logs", "ml_training_jobs", "model_deployments", "audit_log", "api_keys"}
 
 
-def _artifact(tmp_path: Path, payload: str = "weights") -> Path:
-    """A small saved logistic-regression model, through the real save path."""
-    import numpy as np
-    import pandas as pd
-
-    from treum.zoo.logit import LogitDirection, LogitDirectionConfig
-
-    rng = np.random.default_rng(len(payload))
-    idx = pd.MultiIndex.from_arrays([pd.bdate_range("2020-01-01", periods=200), ["X"] * 200], names=["timestamp", "entity"])
-    data = pd.DataFrame({"f_a": rng.normal(size=200), "f_b": rng.normal(size=200)}, index=idx)
-    data["target"] = (data["f_a"] + rng.normal(size=200) > 0).astype(float)
-    model = LogitDirection(LogitDirectionConfig()).fit(data)
-    return model.save(tmp_path / f"artifact-{payload}")
-
-
-def _register(reg: Registry, tmp_path: Path, name: str = "gbm_direction", validated: bool = True, payload: str = "w"):
-    return reg.register(
-        name=name, task="direction", family="linear", config={"c": 0.05}, artifact_dir=_artifact(tmp_path, payload),
-        metrics={"accuracy": 0.53, "auc": 0.51, "n": 100.0, "ic": float("nan")},
-        baselines={"always_up": {"auc": 0.5}}, validated=validated, data_version="abc", metadata={"data": "sp500"},
-    )
-
-
 def test_migrations_create_every_table(registry):
     tables = set(inspect(registry.engine).get_table_names())
     assert TABLES <= tables
     with registry.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_json_columns_are_jsonb_on_postgres(registry):
@@ -53,9 +30,9 @@ def test_json_columns_are_jsonb_on_postgres(registry):
     assert type(cols["model_config"]).__name__ == expected
 
 
-def test_register_numbers_versions_and_stores_metrics(registry, tmp_path):
-    a = _register(registry, tmp_path, payload="a")
-    b = _register(registry, tmp_path, payload="bb")
+def test_register_numbers_versions_and_stores_metrics(registry, register):
+    a = register(payload="a")
+    b = register(payload="bb")
     assert (a.model_version, b.model_version) == ("1", "2")
     assert a.deployment_status == "validated"
     assert Path(a.model_file_path).name == a.artifact_sha256
@@ -65,9 +42,9 @@ def test_register_numbers_versions_and_stores_metrics(registry, tmp_path):
     assert len(perf) == 1 and perf[0].evaluation_period == "walk_forward" and perf[0].auc_roc == pytest.approx(0.51)
 
 
-def test_one_live_version_deploy_and_rollback(registry, tmp_path):
-    _register(registry, tmp_path, payload="a")
-    _register(registry, tmp_path, payload="bb")
+def test_one_live_version_deploy_and_rollback(registry, register):
+    register(payload="a")
+    register(payload="bb")
     registry.deploy("gbm_direction", "1", actor="alice", reason="first")
     assert registry.live("gbm_direction").model_version == "1"
     registry.deploy("gbm_direction", "2", actor="bob", reason="better")
@@ -81,15 +58,16 @@ def test_one_live_version_deploy_and_rollback(registry, tmp_path):
         ("deploy", "1", None, "alice"), ("deploy", "2", "1", "bob"), ("rollback", "1", "2", "carol")]
 
 
-def test_unvalidated_versions_need_force(registry, tmp_path):
-    _register(registry, tmp_path, validated=False)
+def test_unvalidated_versions_need_force(registry, register):
+    register(validated=False)
     with pytest.raises(RegistryError, match="did not beat its baselines.*--force"):
         registry.deploy("gbm_direction", "1")
     assert registry.deploy("gbm_direction", "1", force=True, reason="manual").deployment_status == "deployed"
+    assert registry.history("gbm_direction")[-1].forced is True
 
 
-def test_retire_takes_the_live_version_down(registry, tmp_path):
-    _register(registry, tmp_path)
+def test_retire_takes_the_live_version_down(registry, register):
+    register()
     registry.deploy("gbm_direction", "1")
     registry.retire("gbm_direction", "1", reason="stale")
     assert registry.live("gbm_direction") is None
@@ -99,25 +77,25 @@ def test_retire_takes_the_live_version_down(registry, tmp_path):
         registry.rollback("gbm_direction")
 
 
-def test_rollback_skips_retired_versions(registry, tmp_path):
+def test_rollback_skips_retired_versions(registry, register):
     for p in ("a", "bb", "ccc"):
-        _register(registry, tmp_path, payload=p)
+        register(payload=p)
     for v in ("1", "2", "3"):
         registry.deploy("gbm_direction", v)
     registry.retire("gbm_direction", "2")
     assert registry.rollback("gbm_direction").model_version == "1"
 
 
-def test_unknown_names_and_versions_are_clear(registry, tmp_path):
-    _register(registry, tmp_path)
+def test_unknown_names_and_versions_are_clear(registry, register):
+    register()
     with pytest.raises(RegistryError, match="no registered model named 'gbm_directoin'; did you mean 'gbm_direction'"):
         registry.get("gbm_directoin")
     with pytest.raises(RegistryError, match="has no version '9' \\(versions: 1\\)"):
         registry.deploy("gbm_direction", "9")
 
 
-def test_every_change_is_audited_and_the_chain_verifies(registry, tmp_path):
-    _register(registry, tmp_path)
+def test_every_change_is_audited_and_the_chain_verifies(registry, register):
+    register()
     registry.deploy("gbm_direction", "1", actor="alice")
     registry.retire("gbm_direction", "1", actor="bob")
     rows = registry.audit_rows()
@@ -126,8 +104,8 @@ def test_every_change_is_audited_and_the_chain_verifies(registry, tmp_path):
     assert report.ok and report.rows == 4
 
 
-def test_a_changed_audit_row_is_reported_first_broken(registry, tmp_path):
-    _register(registry, tmp_path)
+def test_a_changed_audit_row_is_reported_first_broken(registry, register):
+    register()
     registry.deploy("gbm_direction", "1", actor="alice")
     registry.retire("gbm_direction", "1", actor="bob")
     with registry.transaction() as s:
@@ -137,8 +115,8 @@ def test_a_changed_audit_row_is_reported_first_broken(registry, tmp_path):
     assert not report.ok and report.first_broken_id == second.id and "changed" in report.reason
 
 
-def test_a_deleted_audit_row_is_reported(registry, tmp_path):
-    _register(registry, tmp_path)
+def test_a_deleted_audit_row_is_reported(registry, register):
+    register()
     registry.deploy("gbm_direction", "1")
     registry.retire("gbm_direction", "1")
     with registry.transaction() as s:
@@ -148,8 +126,8 @@ def test_a_deleted_audit_row_is_reported(registry, tmp_path):
     assert not report.ok and report.first_broken_id == ids[2] and "removed or reordered" in report.reason
 
 
-def test_a_failed_lifecycle_change_writes_no_audit_row(registry, tmp_path):
-    _register(registry, tmp_path, validated=False)
+def test_a_failed_lifecycle_change_writes_no_audit_row(registry, register):
+    register(validated=False)
     before = len(registry.audit_rows())
     with pytest.raises(RegistryError):
         registry.deploy("gbm_direction", "1")
@@ -157,8 +135,8 @@ def test_a_failed_lifecycle_change_writes_no_audit_row(registry, tmp_path):
     assert registry.history("gbm_direction") == []
 
 
-def test_artifacts_are_verified_on_load(registry, tmp_path, plugins):
-    m = _register(registry, tmp_path)
+def test_artifacts_are_verified_on_load(registry, register, plugins):
+    m = register()
     model = registry.load("gbm_direction", "1", plugins.specs("models"))
     assert model.fitted
     weights = Path(m.model_file_path) / "coefficients.json"
@@ -169,44 +147,17 @@ def test_artifacts_are_verified_on_load(registry, tmp_path, plugins):
         registry.load("gbm_direction", "1", plugins.specs("models"))
 
 
-def test_jobs_record_failure_and_leave_no_model(registry):
-    job = registry.create_job("train:x", "training", {"name": "x"}, {}, {"name": "sp500"})
-    assert registry.job(job).status == "queued"
-    registry.start_job(job)
-    assert registry.job(job).status == "running"
-    try:
-        raise ValueError("boom in fold 3")
-    except ValueError as exc:
-        registry.fail_job(job, exc)
-    row = registry.job(job)
-    assert row.status == "failed" and row.error_message == "ValueError: boom in fold 3"
-    assert "boom in fold 3" in row.error_traceback
-    assert registry.list_models() == []
-
-
-def test_register_completes_its_job_in_the_same_transaction(registry, tmp_path):
-    job = registry.create_job("train:gbm", "training", {"name": "gbm_direction"}, {}, {})
-    registry.start_job(job)
-    m = registry.register(
-        name="gbm_direction", task="direction", family="linear", config={}, artifact_dir=_artifact(tmp_path),
-        metrics={"auc": 0.5}, baselines={}, validated=False, data_version="v", metadata={}, job_id=job,
-    )
-    row = registry.job(job)
-    assert row.status == "completed" and row.model_id == m.id and row.model_artifacts["sha256"] == m.artifact_sha256
-
-
-def test_a_failing_registration_leaves_nothing_half_registered(registry, tmp_path):
-    job = registry.create_job("train:gbm", "training", {}, {}, {})
-    with pytest.raises(Exception):
-        registry.register(
-            name="gbm_direction", task="direction", family="linear", config={}, artifact_dir=_artifact(tmp_path),
-            metrics={"auc": 0.5}, baselines={}, validated=False, data_version="v", metadata={},
-            job_id=uuid.uuid4(),  # no such job: the transaction fails after the model row was added
-        )
-    assert registry.list_models() == []
-    with registry.sessions() as s:
-        assert s.execute(select(ModelPerformanceMetric)).first() is None
-    assert registry.job(job).status == "queued"
+def test_a_failing_registration_leaves_nothing_half_registered(registry, register):
+    with registry.job_batch("ci") as batch:
+        job = batch.create("train:gbm", "training", {}, {}, {})
+        with pytest.raises(NotFoundError, match="no training job"):
+            # no such job: the transaction fails after the model row was added
+            register(job_id=uuid.uuid4())
+        assert registry.list_models() == []
+        with registry.sessions() as s:
+            assert s.execute(select(ModelPerformanceMetric)).first() is None
+        assert registry.job(job.id).status == "queued"
+    assert registry.job(job.id).status == "cancelled"
 
 
 def test_api_keys_are_stored_hashed(registry):

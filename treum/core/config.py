@@ -1,99 +1,158 @@
-"""Validation of model configs against each model's config dataclass.
+"""One validator for every config: models, tasks, the walk-forward, serving (and search spaces later).
 
-The YAML of a model carries ``name`` and its parameters; everything else must
-be a field of the config dataclass, with a value of the field's type. Errors
-name the key and, for a misspelling, the closest field.
+A config is a dataclass; pydantic validates a mapping against it (nested
+dataclasses, lists, dicts, enums, literals, paths). Unknown keys and wrong
+types stop the run before any work, with a message that names the key, what it
+expected and, for a misspelling, the closest field:
+
+    model.num_leafs: unknown key for model 'gbm_direction'; did you mean 'num_leaves'?
+    eval.refit_every: expected an integer, got 'abc'
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
+import enum
+import functools
 import typing
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
 from treum.core.errors import ConfigError, did_you_mean
 
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}{did_you_mean(str(value), map(str, args))}")
-        return value
-    if origin in (list, tuple) or tp in (list, tuple):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if (origin is tuple or tp is tuple) else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
+# pydantic error types -> how we say them
+_EXPECTED = {
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "path_type": "expected a path",
+    "dataclass_type": "expected a mapping",
+    "date_from_datetime_parsing": "expected a date (YYYY-MM-DD)",
+    "date_parsing": "expected a date (YYYY-MM-DD)",
+}
 
 
-def build_config(spec: Any, values: Mapping[str, Any], where: str = "model") -> Any:
-    """Build ``spec.config_cls`` from a mapping, refusing unknown keys and wrong types."""
-    cls = spec.config_cls
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "name":
-            if value != spec.name:
-                raise ConfigError(f"{where}.name is '{value}' but the config belongs to '{spec.name}'")
+def _forbid_extra(tp: Any, seen: set) -> None:
+    """Mark a dataclass and the dataclasses nested in its fields to refuse unknown keys."""
+    for arg in (tp, *typing.get_args(tp)):
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg) and arg not in seen:
+            seen.add(arg)
+            if "__pydantic_config__" not in arg.__dict__:
+                arg.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+            for hint in typing.get_type_hints(arg).values():
+                _forbid_extra(hint, seen)
+        elif typing.get_args(arg):
+            for inner in typing.get_args(arg):
+                _forbid_extra(inner, seen)
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(cls: type) -> pydantic.TypeAdapter:
+    _forbid_extra(cls, set())
+    return pydantic.TypeAdapter(cls)
+
+
+def _fields_at(cls: type, path: tuple[Any, ...]) -> list[str]:
+    """The field names of the (nested) dataclass that ``path`` leads into."""
+    tp: Any = cls
+    for part in path:
+        if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+            return []
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return []
+        tp = hints[part]
+        for arg in typing.get_args(tp) or ():  # Optional[Nested] -> Nested
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+                tp = arg
+    return [f.name for f in dataclasses.fields(tp)] if isinstance(tp, type) and dataclasses.is_dataclass(tp) else []
+
+
+def _choices(cls: type, path: tuple[Any, ...]) -> list[str]:
+    tp: Any = cls
+    for part in path:
+        if isinstance(part, int):
+            args = typing.get_args(tp)
+            tp = args[0] if args else Any
             continue
-        if key not in fields:
-            raise ConfigError(
-                f"{where}.{key}: unknown key for model '{spec.name}'{did_you_mean(key, fields)} "
-                f"(known keys: {', '.join(fields)})"
-            )
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+        if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+            return []
+        tp = typing.get_type_hints(tp).get(part, Any)
+    choices: list[str] = []
+    for arg in (tp, *typing.get_args(tp)):
+        if typing.get_origin(arg) is typing.Literal:
+            choices += [str(a) for a in typing.get_args(arg)]
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            choices += [str(m.value) for m in arg]
+    return choices
+
+
+def _message(cls: type, error: Mapping[str, Any], where: str, owner: str) -> str:
+    loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
+    # pydantic adds the name of a union member or of a dataclass to the path; keep field names and indices
+    path = tuple(p for p in loc if isinstance(p, int) or not p[:1].isupper())
+    key = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    kind = error.get("type", "")
+    value = error.get("input")
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        fields = _fields_at(cls, path[:-1])
+        return (f"{key}: unknown key for {owner}{did_you_mean(str(path[-1]), fields)} "
+                f"(known keys: {', '.join(fields)})")
+    if kind in ("missing", "missing_argument"):
+        return f"{key}: missing; give a value"
+    if kind in ("literal_error", "enum"):
+        choices = _choices(cls, path)
+        return f"{key}: must be one of {choices}, got {value!r}{did_you_mean(str(value), choices)}"
+    if kind in _EXPECTED:
+        return f"{key}: {_EXPECTED[kind]}, got {value!r}"
+    text = str(error.get("msg", "invalid value"))
+    return f"{key}: {text[0].lower() + text[1:]} (got {value!r})"
+
+
+def build_config(config_cls: type, values: Mapping[str, Any], where: str = "model", owner: str | None = None) -> Any:
+    """Validate ``values`` against the dataclass ``config_cls`` and build it.
+
+    ``where`` is the key prefix in messages (``model``, ``task``, ``eval``, ``serve``);
+    ``owner`` names what the config belongs to (``model 'garch'``). A ``name`` key,
+    when ``owner``'s name is given as ``config_cls.__treum_name__`` or not at all, is
+    the choice of the config group and is not a field.
+    Cross-field checks live in the dataclass's ``validate()``, which returns a problem or None.
+    """
+    owner = owner or where
+    values = dict(values)
+    values.pop("name", None)
     try:
-        config = cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        config = _adapter(config_cls).validate_python(values)
+    except pydantic.ValidationError as exc:
+        problems = [_message(config_cls, e, where, owner) for e in exc.errors()]
+        raise ConfigError("; ".join(dict.fromkeys(problems))) from None
     check = getattr(config, "validate", None)
     if check is not None:
         problem = check()
         if problem:
             raise ConfigError(f"{where}: {problem}")
     return config
+
+
+def build_spec_config(spec: Any, values: Mapping[str, Any], where: str = "model") -> Any:
+    """A plugin spec's config (model or task): ``values['name']``, if any, must be the spec's name."""
+    name = values.get("name")
+    if name is not None and name != spec.name:
+        raise ConfigError(f"{where}.name is '{name}' but the config belongs to '{spec.name}'")
+    noun = where.split(".")[0]
+    return build_config(spec.config_cls, values, where, f"{noun} '{spec.name}'")
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON-able data (paths and enums as strings)."""
+    return pydantic.TypeAdapter(type(config)).dump_python(config, mode="json")

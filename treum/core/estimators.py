@@ -1,14 +1,17 @@
-"""Small estimators shared by models and baselines, stored as plain JSON (never pickle)."""
+"""What models share: feature matrices, small estimators and JSON-state models (never pickle)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from treum.core.errors import TreumError
+from treum.core.model import Model, feature_columns
 
 
 def xy(data: pd.DataFrame, columns: list[str], target: str = "target") -> tuple[np.ndarray, np.ndarray]:
@@ -21,11 +24,57 @@ def xy(data: pd.DataFrame, columns: list[str], target: str = "target") -> tuple[
     return sub[columns].to_numpy(dtype=float), sub[target].to_numpy(dtype=int)
 
 
-def x_rows(data: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(mask of rows with every column present, their values)."""
-    values = data[columns].to_numpy(dtype=float)
+def x_rows(data: pd.DataFrame, columns: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of rows with every column present, their values); all columns by default."""
+    values = data[columns if columns is not None else list(data.columns)].to_numpy(dtype=float)
     ok = np.isfinite(values).all(axis=1)
     return ok, values[ok]
+
+
+def predict_rows(data: pd.DataFrame, columns: list[str], fn: Any, name: str) -> pd.DataFrame:
+    """Apply ``fn(x)`` to the rows with every feature present; NaN elsewhere; one column ``name``."""
+    ok, x = x_rows(data, columns)
+    out = np.full(len(data), np.nan)
+    if ok.any():
+        out[ok] = fn(x)
+    return pd.DataFrame({name: out}, index=data.index)
+
+
+class FeatureModel(Model):
+    """A model on the feature set's ``f_*`` columns: remembers them at fit, saves them beside its weights."""
+
+    features_: list[str]
+
+    def feature_matrix(self, data: pd.DataFrame, target: str = "target") -> tuple[np.ndarray, np.ndarray]:
+        """(X, y) of the rows with every feature and the target present; fixes ``features_`` on first use."""
+        if not getattr(self, "features_", None):
+            self.features_ = feature_columns(data)
+            if not self.features_:
+                raise TreumError(f"model '{self.spec.name}' uses features, but the data has no f_* columns")
+        return xy(data, self.features_, target)
+
+    def save_features(self, directory: Path) -> None:
+        (directory / "features.json").write_text(json.dumps(self.features_))
+
+    def load_features(self, directory: Path) -> None:
+        self.features_ = json.loads((directory / "features.json").read_text())
+
+
+@dataclass
+class NoConfig:
+    """The config of a model without parameters."""
+
+
+class JsonStateModel(Model):
+    """A model whose whole state is a small JSON document in ``self.state_`` (rules, baselines)."""
+
+    state_: dict
+
+    def save_weights(self, directory: Path) -> None:
+        (directory / "state.json").write_text(json.dumps(self.state_, sort_keys=True))
+
+    def load_weights(self, directory: Path) -> None:
+        self.state_ = json.loads((directory / "state.json").read_text())
 
 
 class StandardLogit:

@@ -49,6 +49,11 @@ class Fold:
     valid: tuple[pd.Timestamp, pd.Timestamp] | None
     test: tuple[pd.Timestamp, pd.Timestamp]
 
+    @property
+    def fit_end(self) -> pd.Timestamp:
+        """The last bar whose data the fold's fit may see (the end of valid, else of train)."""
+        return (self.valid or self.train)[1]
+
 
 def make_folds(
     timestamps: pd.DatetimeIndex, segments: Segments, cfg: WalkForwardConfig, purge: int
@@ -91,6 +96,9 @@ def rows_in(frame: pd.DataFrame, span: tuple[pd.Timestamp, pd.Timestamp]) -> pd.
     return frame[(ts >= span[0]) & (ts <= span[1])]
 
 
+LabelsAsOf = Callable[[pd.Timestamp], pd.DataFrame]
+
+
 @dataclass
 class EvaluationResult:
     name: str
@@ -101,6 +109,24 @@ class EvaluationResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def fit_rows(frame: pd.DataFrame, fold: Fold, labels_as_of: LabelsAsOf | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The (train, valid) rows of a fold, with labels as known at the fold's fit end when ``labels_as_of`` is given."""
+    train = rows_in(frame, fold.train)
+    valid = rows_in(frame, fold.valid) if fold.valid else None
+    if labels_as_of is not None:
+        known = labels_as_of(fold.fit_end)
+        train = _relabel(train, known)
+        valid = _relabel(valid, known) if valid is not None else None
+    return train, valid
+
+
+def _relabel(rows: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
+    rows = rows.copy()
+    for col in known.columns:
+        rows[col] = known[col].reindex(rows.index)
+    return rows
+
+
 def walk_forward(
     name: str,
     build: Callable[[], Any],
@@ -108,19 +134,22 @@ def walk_forward(
     folds: list[Fold],
     sequential: bool,
     on_fold: Callable[[int, int], None] | None = None,
+    labels_as_of: LabelsAsOf | None = None,
 ) -> EvaluationResult:
     """Refit a fresh model per fold and collect its out-of-sample predictions.
 
     ``build()`` returns an unfitted model. A ``sequential`` model is given the
     rows before each test block as context for its predictions (never for fitting).
+    ``labels_as_of(end)``, for labels decided after the fact, gives the label columns
+    as they were known at ``end``; each fold fits on those, never on labels that
+    later prices decided.
     """
     parts = []
     fit_s = pred_s = 0.0
     ts = frame.index.get_level_values("timestamp")
     for fold in folds:
         model = build()
-        train = rows_in(frame, fold.train)
-        valid = rows_in(frame, fold.valid) if fold.valid else None
+        train, valid = fit_rows(frame, fold, labels_as_of)
         t0 = time.perf_counter()
         model.fit(train, valid)
         t1 = time.perf_counter()

@@ -13,12 +13,13 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from treum.core.errors import ArtifactIntegrityError
+from treum.core.errors import ArtifactIntegrityError, TreumError
 from treum.core.specs import ModelSpec
 
 MANIFEST = "manifest.json"
@@ -42,9 +43,13 @@ class Model:
     """Base class of treum models. Subclasses set ``spec`` and implement the four methods.
 
     ``fit(data, valid=None)`` takes frames indexed by (timestamp, entity) that carry
-    raw columns, ``f_*`` feature columns and the task's ``target*`` columns.
+    raw columns, ``f_*`` feature columns and the task's ``target*`` label columns;
+    ``valid`` (if any) is a later block for early stopping, never the test period.
+    The base class makes ``fit`` return the model and sets ``fitted``.
     ``predict(data)`` returns the task's prediction columns for every row of ``data``
     (a sequential model uses the earlier rows of ``data`` as context only).
+    ``self.task`` is the task the model is fitted for (its config, e.g. horizons), set
+    by ``build_model`` and restored by ``load_model``.
     """
 
     spec: ClassVar[ModelSpec]
@@ -52,6 +57,22 @@ class Model:
     def __init__(self, config: Any):
         self.config = config
         self.fitted = False
+        self.task: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is None or getattr(fit, "_treum_wrapped", False):
+            return
+
+        def wrapped(self, data, valid=None):
+            fit(self, data, valid)
+            self.fitted = True
+            return self
+
+        wrapped._treum_wrapped = True  # type: ignore[attr-defined]
+        wrapped.__doc__, wrapped.__name__, wrapped.__qualname__ = fit.__doc__, fit.__name__, fit.__qualname__
+        cls.fit = wrapped  # type: ignore[method-assign]
 
     # the contract -------------------------------------------------------
     def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> "Model":
@@ -67,6 +88,20 @@ class Model:
     def load_weights(self, directory: Path) -> None:
         raise NotImplementedError
 
+    # helpers for subclasses -----------------------------------------------
+    @staticmethod
+    def join_valid(data: pd.DataFrame, valid: pd.DataFrame | None) -> pd.DataFrame:
+        """Training and validation rows as one frame, in time order (for models without early stopping)."""
+        return data if valid is None or len(valid) == 0 else pd.concat([data, valid]).sort_index()
+
+    def require_task(self) -> Any:
+        if self.task is None:
+            raise TreumError(
+                f"model '{self.spec.name}' reads its task's config (e.g. horizons) but was built without one; "
+                "build it with treum.core.model.build_model(spec, config, task)"
+            )
+        return self.task
+
     # shared -------------------------------------------------------------
     def feature_importance(self) -> pd.Series:
         raise NotImplementedError(f"model '{self.spec.name}' has no native feature importance")
@@ -81,6 +116,8 @@ class Model:
             json.dumps(dataclasses.asdict(self.config), indent=2, sort_keys=True, default=str)
         )
         self.save_weights(directory)
+        if self.task is not None:
+            (directory / "task.json").write_text(json.dumps(self.task.config_dict(), indent=2, sort_keys=True))
         files = {
             str(p.relative_to(directory)): file_sha256(p)
             for p in sorted(directory.rglob("*"))
@@ -129,9 +166,17 @@ def verify_artifact(directory: str | Path) -> dict:
     return manifest
 
 
-def load_model(directory: str | Path, models: dict[str, ModelSpec]) -> Model:
-    """Load a saved model after verifying its hashes; ``models`` maps names to specs."""
-    from treum.core.config import build_config
+def build_model(spec: ModelSpec, config: Any, task: Any = None) -> Model:
+    """An unfitted model of ``spec`` for ``task`` (a ``treum.core.task.Task``)."""
+    model = spec.factory(config)
+    model.task = task
+    return model
+
+
+def load_model(directory: str | Path, models: Mapping[str, ModelSpec], tasks: Mapping[str, Any] | None = None) -> Model:
+    """Load a saved model after verifying its hashes; ``models`` and ``tasks`` map names to specs."""
+    from treum.core.config import build_spec_config
+    from treum.core.task import build_task
 
     directory = Path(directory)
     manifest = verify_artifact(directory)
@@ -141,11 +186,59 @@ def load_model(directory: str | Path, models: dict[str, ModelSpec]) -> Model:
             f"{directory}: saved by model '{name}', which no enabled plugin registers (treum plugins list)"
         )
     spec = models[name]
-    config = build_config(spec, json.loads((directory / "config.json").read_text()))
-    model = spec.factory(config)
+    config = build_spec_config(spec, json.loads((directory / "config.json").read_text()))
+    task = None
+    task_file = directory / "task.json"
+    if task_file.is_file() and tasks is not None:
+        values = json.loads(task_file.read_text())
+        if values.get("name") not in tasks:
+            raise ArtifactIntegrityError(
+                f"{directory}: saved for task '{values.get('name')}', which no enabled plugin registers"
+            )
+        task = build_task(tasks[values["name"]], values)
+    model = build_model(spec, config, task)
     model.load_weights(directory)
     model.fitted = True
     return model
+
+
+class PerEntityModel(Model):
+    """A model fitted separately on each entity (GARCH, Markov switching, other arch/statsmodels models).
+
+    Subclasses implement ``fit_entity(frame) -> dict`` (JSON-able parameters) and
+    ``predict_entity(frame, params) -> DataFrame`` (the task's columns on the frame's
+    index); the base class loops over entities, refuses an entity it was not fitted
+    on with a clear error, and saves the parameters as ``params.json``.
+    """
+
+    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> None:
+        full = self.join_valid(data, valid)
+        self.params_: dict[str, Any] = {
+            str(entity): self.fit_entity(frame) for entity, frame in full.groupby(level="entity", sort=False)
+        }
+
+    def predict(self, data: pd.DataFrame) -> pd.DataFrame:
+        parts = []
+        for entity, frame in data.groupby(level="entity", sort=False):
+            if str(entity) not in self.params_:
+                raise ValueError(
+                    f"{self.spec.name} was fitted per instrument on {', '.join(self.params_)}; "
+                    f"it has no parameters for '{entity}'"
+                )
+            parts.append(self.predict_entity(frame, self.params_[str(entity)]))
+        return pd.concat(parts).reindex(data.index)
+
+    def fit_entity(self, frame: pd.DataFrame) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def predict_entity(self, frame: pd.DataFrame, params: Any) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def save_weights(self, directory: Path) -> None:
+        (directory / "params.json").write_text(json.dumps(self.params_, indent=2, sort_keys=True))
+
+    def load_weights(self, directory: Path) -> None:
+        self.params_ = json.loads((directory / "params.json").read_text())
 
 
 def seed_everything(seed: int) -> None:

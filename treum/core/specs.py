@@ -7,25 +7,9 @@ thing is built, never when the spec is created.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-TASKS = frozenset(
-    {
-        "direction",
-        "forecast",
-        "volatility",
-        "regime",
-        "anomaly",
-        "portfolio",
-        "sentiment",
-        "pattern",
-        "pricing",
-        "ranking",
-        "recommendation",
-    }
-)
 
 CAPABILITIES = frozenset(
     {
@@ -52,7 +36,7 @@ class ModelSpec:
 
     name: str
     family: str
-    task: str
+    task: str  # a registered TaskSpec's name; checked when the plugins are collected
     capabilities: frozenset[str]
     config_cls: type
     factory: Callable[[Any], Any]
@@ -61,13 +45,69 @@ class ModelSpec:
     baseline: bool = False  # baselines are scored beside models but never registered
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"model '{self.name}': unknown task '{self.task}' (one of {sorted(TASKS)})")
         unknown = set(self.capabilities) - CAPABILITIES
         if unknown:
             raise ValueError(
                 f"model '{self.name}': unknown capabilities {sorted(unknown)} (known: {sorted(CAPABILITIES)})"
             )
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline of a task: a registered model under a fixed config, shown under ``label``."""
+
+    label: str
+    model: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskExample:
+    """A small slice of real data on which the contract tests fit every model of a task.
+
+    ``data`` is a registered data set, ``start``/``end`` bound it, ``config`` overrides the
+    task's config. ``panel``/``entities`` name a data set with several entities, on which
+    every model that declares ``multi_asset`` is checked.
+    """
+
+    data: str
+    start: str
+    end: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    panel: str | None = None
+    entities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task plugin registers: what a prediction means and how it is scored.
+
+    ``factory(config)`` builds a ``treum.core.task.Task`` from its validated config
+    (``config_cls``, from ``conf/task/<name>.yaml``); the task then answers every
+    question that depends on its config (labels, prediction columns, scoring).
+    ``headline`` lists the leaderboard's columns; ``reference`` is the label of the
+    baseline that every other row is compared with (``Task.compare``), if any.
+    ``data`` is the data set the task is demonstrated on (``treum demo``).
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    factory: Callable[[Any], Any]
+    primary_metric: str
+    higher_is_better: bool
+    baselines: tuple[Baseline, ...]
+    headline: tuple[str, ...]
+    example: TaskExample
+    reference: str | None = None
+    data: str | None = None
+
+    def __post_init__(self) -> None:
+        labels = [b.label for b in self.baselines]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"task '{self.name}': two baselines share a label ({labels})")
+        if self.reference is not None and self.reference not in labels:
+            raise ValueError(f"task '{self.name}': reference '{self.reference}' is not one of its baselines {labels}")
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,20 @@ def row_digest(prev_hash: str, created_at: datetime, actor: str, action: str, en
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def lock(session: Session) -> None:
+    """Serialise writers of the chain for the rest of this transaction (PostgreSQL).
+
+    ``append`` takes it; a change that checks state before writing (no other running
+    experiment on a name, say) takes it first, so two such changes cannot both pass
+    the check. SQLite has one writer at a time already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7215100)"))
+
+
 def append(session: Session, actor: str, action: str, entity_type: str, entity_id: str, details: Any = None) -> AuditLog:
     """Add an audit row to the session's transaction, chained to the last row."""
-    if session.get_bind().dialect.name == "postgresql":
-        # serialise writers of the chain for the rest of this transaction
-        session.execute(text("SELECT pg_advisory_xact_lock(7215100)"))
+    lock(session)
     last = session.execute(select(AuditLog.row_hash).order_by(AuditLog.id.desc()).limit(1)).scalar()
     prev = last or GENESIS
     created = utcnow()

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -305,6 +306,8 @@ class ModelDeployment(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # deployed with --force (and a reason); the server default fills the rows before revision 0002
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AuditLog(Base):

@@ -1,4 +1,4 @@
-"""The registry API: jobs, versions, lifecycle (deploy, rollback, retire), history, audit.
+"""The registry API: jobs, versions, lifecycle (deploy, rollback, retire), history, outcomes, experiments, audit.
 
 Lifecycle: a finished training run registers a new version of a model name as
 ``registered``, or ``validated`` when it beat every baseline of its task on the
@@ -7,17 +7,20 @@ same walk-forward split. ``deploy`` makes one version the live one of its name
 re-deploys the version that was live before, ``retire`` takes a version out for
 good. Every change writes ``model_deployments`` and the audit log in the same
 transaction as the change itself.
+
+Training jobs run through ``job_batch`` and ``JobHandle.running`` (``jobs.py``),
+outcomes of served predictions through ``record_outcome`` (``outcomes.py``), A/B
+experiments through ``create_experiment`` and friends (``experiments.py``); callers
+never open a transaction to change registry state themselves.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import secrets
-import traceback
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -29,16 +32,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from treum.core.errors import NotFoundError, RegistryError, did_you_mean
-from treum.registry import audit
+from treum.registry import audit, experiments, jobs, outcomes
 from treum.registry.artifacts import ArtifactStore
+from treum.registry.jobs import JobBatch, JobHandle
 from treum.registry.schema import (
     ApiKey,
     MLModel,
+    MLPrediction,
     MLTrainingJob,
     ModelDeployment,
+    ModelExperiment,
     ModelPerformanceMetric,
     utcnow,
 )
+from treum.registry.values import PERFORMANCE_COLUMNS, as_uuid, clean_json, clean_number, performance_row
+
+__all__ = ["JobBatch", "JobHandle", "Registry", "PERFORMANCE_COLUMNS", "clean_json", "clean_number", "migrate"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -69,25 +78,6 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def clean_number(value: Any) -> float | None:
-    """Numbers for SQL: NaN and infinities become NULL."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def clean_json(value: Any) -> Any:
-    """JSON for SQL: NaN and infinities become null (PostgreSQL's JSONB refuses them)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    return value
-
-
 class Registry:
     """The model registry over SQLAlchemy; SQLite under ``TREUM_HOME`` unless a URL is given."""
 
@@ -111,8 +101,25 @@ class Registry:
         self.engine.dispose()
 
     # jobs -----------------------------------------------------------------
+    @contextmanager
+    def job_batch(self, actor: str = "cli") -> Iterator[JobBatch]:
+        """The jobs of one run; every job of it still ``queued`` at the end becomes ``cancelled``.
+
+        ``batch.create(...)`` adds a queued job and returns its ``JobHandle``; ``with
+        job.running():`` runs it (``treum.registry.jobs``). The cancelled jobs' error says why:
+        the exception that ended the batch, or "never started".
+        """
+        batch = JobBatch(self, actor)
+        try:
+            yield batch
+        except BaseException as exc:
+            batch.close(exc)
+            raise
+        batch.close(None)
+
     def create_job(self, name: str, job_type: str, model_config: dict, training_config: dict,
                    dataset_config: dict, actor: str = "cli") -> uuid.UUID:
+        """Add a ``queued`` job; run jobs through ``job_batch``, which calls this."""
         with self.transaction() as s:
             job = MLTrainingJob(
                 job_name=name,
@@ -128,30 +135,14 @@ class Registry:
             audit.append(s, actor, "job.create", "ml_training_jobs", job.id, {"name": name, "type": job_type})
             return job.id
 
-    def start_job(self, job_id: uuid.UUID) -> None:
+    def cancel_job(self, job_id: uuid.UUID | str, actor: str, reason: str) -> MLTrainingJob:
+        """Cancel a queued or running job; a completed, failed or cancelled one is refused."""
         with self.transaction() as s:
-            job = s.get(MLTrainingJob, job_id)
-            job.status, job.started_at = "running", utcnow()
+            return jobs.cancel(s, as_uuid(job_id, "training job"), actor, reason)
 
-    def fail_job(self, job_id: uuid.UUID, exc: BaseException, actor: str = "cli") -> None:
-        with self.transaction() as s:
-            job = s.get(MLTrainingJob, job_id)
-            job.status, job.completed_at = "failed", utcnow()
-            job.error_message = f"{type(exc).__name__}: {exc}"
-            job.error_traceback = "".join(traceback.format_exception(exc))[-20000:]
-            audit.append(s, actor, "job.fail", "ml_training_jobs", job_id, {"error": job.error_message})
-
-    def complete_job(self, job_id: uuid.UUID, metrics: dict, actor: str = "cli") -> None:
-        """Close a job that registered nothing (an evaluation, or a model that is a baseline)."""
-        with self.transaction() as s:
-            job = s.get(MLTrainingJob, job_id)
-            job.status, job.completed_at = "completed", utcnow()
-            job.final_metrics = clean_json(metrics)
-            audit.append(s, actor, "job.complete", "ml_training_jobs", job_id, {})
-
-    def job(self, job_id: uuid.UUID) -> MLTrainingJob:
+    def job(self, job_id: uuid.UUID | str) -> MLTrainingJob:
         with self.sessions() as s:
-            job = s.get(MLTrainingJob, job_id)
+            job = s.get(MLTrainingJob, as_uuid(job_id, "training job"))
             if job is None:
                 raise NotFoundError(f"no training job with id {job_id}")
             return job
@@ -169,8 +160,9 @@ class Registry:
         family: str,
         config: dict,
         artifact_dir: Path,
-        metrics: dict,
-        baselines: dict[str, dict],
+        metrics: Mapping[str, Any],
+        performance: Mapping[str, Any],
+        baselines: Mapping[str, Mapping[str, Any]],
         validated: bool,
         data_version: str,
         metadata: dict,
@@ -179,7 +171,15 @@ class Registry:
         evaluation_end: date | None = None,
         actor: str = "cli",
     ) -> MLModel:
-        """Store the artifact and add a new version, its metrics and its audit row in one transaction."""
+        """Store the artifact and add a new version, its metrics and its audit row in one transaction.
+
+        ``metrics`` and ``baselines`` are kept whole in ``custom_metrics``; ``performance`` is the
+        ``model_performance_metrics`` row of the evaluation, keyed by its column names (the task
+        knows which of its metrics goes where; an unknown key is refused). With ``job_id``, the
+        job (running, inside ``with job.running()``) is linked to the new version in the same
+        transaction; the job's context manager completes it.
+        """
+        perf = performance_row(performance)
         digest, path = self.artifacts.put(Path(artifact_dir))
         now = utcnow()
         for attempt in range(3):
@@ -201,32 +201,27 @@ class Registry:
                         training_start_time=started_at,
                         training_end_time=now,
                         training_duration_seconds=int((now - started_at).total_seconds()) if started_at else None,
-                        validation_accuracy=clean_number(metrics.get("accuracy")),
-                        custom_metrics=clean_json({"walk_forward": metrics, "baselines": baselines}),
+                        validation_accuracy=perf.get("accuracy"),
+                        custom_metrics=clean_json({"walk_forward": dict(metrics), "baselines": dict(baselines)}),
                         deployment_status="validated" if validated else "registered",
                     )
                     s.add(model)
                     s.flush()
-                    s.add(
-                        ModelPerformanceMetric(
-                            model_id=model.id,
-                            metric_date=evaluation_end or now.date(),
-                            evaluation_period="walk_forward",
-                            accuracy=clean_number(metrics.get("accuracy")),
-                            f1_score=clean_number(metrics.get("bear_f1")),
-                            auc_roc=clean_number(metrics.get("auc")),
-                            mean_absolute_percentage_error=clean_number(metrics.get("vol_error_pct_h21")),
-                            root_mean_squared_error=clean_number(
-                                math.sqrt(metrics["mse_h1"]) if "mse_h1" in metrics else None
-                            ),
-                            total_predictions=int(metrics.get("n", metrics.get("n_h1", 0)) or 0),
-                            prediction_distribution=clean_json({k: v for k, v in metrics.items() if k.startswith("share_")}),
-                        )
-                    )
+                    if perf:
+                        s.add(ModelPerformanceMetric(**{
+                            "metric_date": evaluation_end or now.date(),
+                            "evaluation_period": "walk_forward",
+                            **perf,
+                            "model_id": model.id,
+                        }))
                     if job_id is not None:
                         job = s.get(MLTrainingJob, job_id)
-                        job.status, job.completed_at = "completed", now
-                        job.final_metrics = clean_json(metrics)
+                        if job is None:
+                            raise NotFoundError(f"no training job with id {job_id}")
+                        if job.status != "running":
+                            raise RegistryError(
+                                f"training job {job_id} is '{job.status}'; register inside `with job.running():`"
+                            )
                         job.best_model_path = str(path)
                         job.model_artifacts = {"sha256": digest}
                         job.model_id = model.id
@@ -236,7 +231,8 @@ class Registry:
                         "model.register",
                         "ml_models",
                         model.id,
-                        {"name": name, "version": version, "sha256": digest, "status": model.deployment_status},
+                        {"name": name, "version": version, "sha256": digest, "status": model.deployment_status,
+                         "job": str(job_id) if job_id else None},
                     )
                     return model
             except IntegrityError:
@@ -245,23 +241,40 @@ class Registry:
         raise AssertionError("unreachable")
 
     # queries --------------------------------------------------------------
-    def list_models(self, name: str | None = None) -> list[MLModel]:
+    def list_models(self, name: str | None = None, data: str | None = None) -> list[MLModel]:
+        """Every version, of one name and trained on one data set (``model_metadata["data"]``) if given."""
         with self.sessions() as s:
             q = select(MLModel).order_by(MLModel.model_name, MLModel.created_at)
             if name:
                 q = q.where(MLModel.model_name == name)
+            if data is not None:
+                q = q.where(MLModel.model_metadata["data"].as_string() == data)
             return list(s.execute(q).scalars())
 
     def _names(self, s: Session) -> list[str]:
         return list(s.execute(select(MLModel.model_name).distinct()).scalars())
 
-    def _get(self, s: Session, name: str, version: str | None) -> MLModel:
+    def _get(self, s: Session, name: str, version: str | None, data: str | None = None) -> MLModel:
         q = select(MLModel).where(MLModel.model_name == name)
         rows = list(s.execute(q).scalars())
         if not rows:
             raise NotFoundError(
                 f"no registered model named '{name}'{did_you_mean(name, self._names(s))} (treum registry list)"
             )
+        if data is not None:
+            known = sorted({str(d) for m in rows if (d := (m.model_metadata or {}).get("data")) is not None})
+            on_data = [m for m in rows if (m.model_metadata or {}).get("data") == data]
+            if not on_data:
+                raise NotFoundError(
+                    f"model '{name}' has no version trained on data '{data}'{did_you_mean(data, known)} "
+                    f"(data sets: {', '.join(known) or 'none recorded'})"
+                )
+            if version is not None and all(m.model_version != str(version) for m in on_data):
+                raise RegistryError(
+                    f"model '{name}' version {version} was not trained on data '{data}' (versions on it: "
+                    f"{', '.join(m.model_version for m in on_data)})"
+                )
+            rows = on_data
         if version is None:
             return max(rows, key=lambda m: int(m.model_version) if m.model_version.isdigit() else 0)
         for m in rows:
@@ -278,7 +291,7 @@ class Registry:
 
     def get_by_id(self, model_id: uuid.UUID | str) -> MLModel:
         with self.sessions() as s:
-            model = s.get(MLModel, uuid.UUID(str(model_id)))
+            model = s.get(MLModel, as_uuid(model_id, "registered model"))
             if model is None:
                 raise NotFoundError(f"no registered model with id {model_id}")
             return model
@@ -318,7 +331,7 @@ class Registry:
 
     # lifecycle ------------------------------------------------------------
     def _set_live(self, s: Session, target: MLModel | None, name: str, action: str, actor: str,
-                  reason: str | None) -> ModelDeployment:
+                  reason: str | None, forced: bool = False) -> ModelDeployment:
         current = s.execute(
             select(MLModel).where(MLModel.model_name == name, MLModel.deployment_status == "deployed")
         ).scalar_one_or_none()
@@ -344,6 +357,7 @@ class Registry:
             actor=actor,
             reason=reason,
             created_at=now,
+            forced=forced,
         )
         s.add(row)
         s.flush()
@@ -358,15 +372,25 @@ class Registry:
                 "version": target.model_version if target else None,
                 "previous_version": current.model_version if current else None,
                 "reason": reason,
+                "forced": forced,
             },
         )
         return row
 
     def deploy(self, name: str, version: str | None = None, actor: str = "cli", reason: str | None = None,
-               force: bool = False) -> MLModel:
-        """Make a version the live one of its name; it must be validated unless ``force``."""
+               force: bool = False, data: str | None = None) -> MLModel:
+        """Make a version the live one of its name; it must be validated unless ``force``.
+
+        ``force`` needs a reason, and the deployment row and audit row say it was forced.
+        ``data``: without a version, the newest version trained on that data set
+        (``model_metadata["data"]``); with one, a check that it was.
+        """
+        if force and not (reason and reason.strip()):
+            raise RegistryError(
+                f"a forced deploy of '{name}' needs a reason for the audit log; pass --reason '...'"
+            )
         with self.transaction() as s:
-            target = self._get(s, name, version)
+            target = self._get(s, name, version, data)
             if target.deployment_status == "retired":
                 raise RegistryError(
                     f"model '{name}' version {target.model_version} is retired and cannot be deployed; "
@@ -377,7 +401,7 @@ class Registry:
                     f"model '{name}' version {target.model_version} did not beat its baselines (status "
                     "'registered'); deploy it anyway with --force and a --reason"
                 )
-            self._set_live(s, target, name, "deploy", actor, reason)
+            self._set_live(s, target, name, "deploy", actor, reason, forced=bool(force))
             return target
 
     def rollback(self, name: str, actor: str = "cli", reason: str | None = None) -> MLModel:
@@ -417,6 +441,73 @@ class Registry:
             audit.append(s, actor, "model.retire", "ml_models", target.id,
                          {"name": name, "version": target.model_version, "reason": reason})
             return target
+
+    # outcomes ---------------------------------------------------------------
+    def record_outcome(self, prediction_id: str, actual_value: float,
+                       score: Callable[[MLPrediction, float], tuple[bool | None, float | None]], actor: str) -> int:
+        """Record the realised value of a served prediction and its members; the rows updated.
+
+        ``prediction_id`` must be an answer's id (letters, digits, '-', '_', ':'; at most 100
+        characters) and matches that row and its members ``<id>:<member>`` exactly.
+        ``score(row, actual_value)`` returns ``(is_correct, prediction_error)`` for a row; the
+        serving layer passes it because scoring depends on the task. NotFoundError when no row
+        matches; RegistryError when a row already has a different outcome; recording the same
+        value again updates nothing, writes nothing and returns 0.
+        """
+        with self.transaction() as s:
+            return outcomes.record(s, prediction_id, actual_value, score, actor)
+
+    def hit_rate(self, model_id: uuid.UUID | str, arm: str | None = None) -> tuple[int, int, int]:
+        """(predictions, those with an outcome, correct ones) logged for a model, in one experiment arm if given."""
+        with self.sessions() as s:
+            return outcomes.hit_counts(s, model_id, arm)
+
+    def predictions(self, model_id: uuid.UUID | str, limit: int = 50) -> list[MLPrediction]:
+        """A model's most recent logged predictions, newest first."""
+        with self.sessions() as s:
+            return list(s.execute(
+                select(MLPrediction).where(MLPrediction.model_id == as_uuid(model_id, "registered model"))
+                .order_by(MLPrediction.created_at.desc()).limit(limit)
+            ).scalars())
+
+    def inference_times(self, model_id: uuid.UUID | str) -> list[int]:
+        """Every logged inference time of a model, in milliseconds, sorted."""
+        with self.sessions() as s:
+            return sorted(s.execute(
+                select(MLPrediction.inference_time_ms).where(
+                    MLPrediction.model_id == as_uuid(model_id, "registered model"), MLPrediction.inference_time_ms.is_not(None))
+            ).scalars())
+
+    # experiments --------------------------------------------------------------
+    def create_experiment(self, name: str, control_id: uuid.UUID | str, treatment_id: uuid.UUID | str,
+                          treatment_percent: float = 50.0, description: str | None = None, days: int = 30,
+                          actor: str = "cli") -> ModelExperiment:
+        """Split a name's traffic between two of its versions for ``days``.
+
+        Both must be versions of one name, different and not retired, and no other experiment
+        may be running on that name (RegistryError); an unknown id is a NotFoundError.
+        """
+        with self.transaction() as s:
+            return experiments.create(s, name, control_id, treatment_id, treatment_percent, description, days, actor)
+
+    def stop_experiment(self, experiment_id: uuid.UUID | str, actor: str = "cli") -> ModelExperiment:
+        """Stop a running experiment (RegistryError if it is not running)."""
+        with self.transaction() as s:
+            return experiments.stop(s, experiment_id, actor)
+
+    def experiment(self, experiment_id: uuid.UUID | str) -> ModelExperiment:
+        with self.sessions() as s:
+            return experiments.get(s, experiment_id)
+
+    def list_experiments(self, status: str | None = None) -> list[ModelExperiment]:
+        """Every experiment, oldest first; only those with ``status`` (e.g. 'running') if given."""
+        with self.sessions() as s:
+            return experiments.listing(s, status)
+
+    def experiment_results(self, experiment_id: uuid.UUID | str) -> dict[str, Any]:
+        """``{"id", "name", "status", "arms": {arm: {model_id, predictions, outcomes, hits, hit_rate}}}``."""
+        with self.sessions() as s:
+            return experiments.results(s, experiment_id)
 
     # audit ----------------------------------------------------------------
     def verify_audit(self) -> audit.ChainReport:

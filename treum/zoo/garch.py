@@ -2,21 +2,20 @@
 
 One model per entity, fitted on percent log returns. Forecasts at t use returns
 up to t with the fitted parameters fixed (``arch_model(...).fix(params)``), so
-predicting a test block never refits on it.
+predicting a test block never refits on it. The horizons come from the task
+(``task.horizons``): the h-bar forecast is the sum of the next h daily variances.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from treum.core.hookspecs import hookimpl
-from treum.core.model import Model
+from treum.core.model import PerEntityModel
 from treum.core.specs import ModelSpec
 from treum.core.targets import log_returns
 
@@ -26,12 +25,6 @@ class GarchConfig:
     vol: Literal["garch", "gjr"] = "gjr"
     dist: Literal["normal", "t", "skewt"] = "t"
     mean: Literal["constant", "zero"] = "constant"
-    horizons: list[int] = field(default_factory=lambda: [1, 21])
-
-    def validate(self) -> str | None:
-        if not self.horizons or min(self.horizons) < 1:
-            return f"horizons must be positive integers, got {self.horizons}"
-        return None
 
 
 def _arch_model(returns: pd.Series, cfg: GarchConfig):
@@ -44,7 +37,7 @@ def _arch_model(returns: pd.Series, cfg: GarchConfig):
         p=1,
         o=1 if cfg.vol == "gjr" else 0,
         q=1,
-        dist={"normal": "normal", "t": "t", "skewt": "skewt"}[cfg.dist],
+        dist=cfg.dist,
         rescale=False,
     )
 
@@ -53,47 +46,26 @@ def _parameter_names(am) -> list[str]:
     return list(am._all_parameter_names()) if hasattr(am, "_all_parameter_names") else list(am.parameter_names())
 
 
-class Garch(Model):
-    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> "Garch":
-        full = data if valid is None else pd.concat([data, valid]).sort_index()
-        r = log_returns(full)
-        self.params_: dict[str, dict[str, float]] = {}
-        for entity, s in r.groupby(level="entity", sort=False):
-            res = _arch_model(s.droplevel("entity").dropna(), self.config).fit(disp="off", show_warning=False)
-            self.params_[str(entity)] = {k: float(v) for k, v in res.params.items()}
-        self.fitted = True
-        return self
+def _returns(frame: pd.DataFrame) -> pd.Series:
+    return log_returns(frame).droplevel("entity").dropna()
 
-    def predict(self, data: pd.DataFrame) -> pd.DataFrame:
-        r = log_returns(data)
-        hmax = max(self.config.horizons)
-        parts = []
-        for entity, s in r.groupby(level="entity", sort=False):
-            if str(entity) not in self.params_:
-                raise ValueError(
-                    f"garch was fitted per instrument on {', '.join(self.params_)}; it has no parameters for '{entity}'"
-                )
-            series = s.droplevel("entity").dropna()
-            am = _arch_model(series, self.config)
-            # JSON does not keep order: put the parameters in the model's own order
-            params = pd.Series(self.params_[str(entity)])[_parameter_names(am)]
-            fc = am.fix(params).forecast(horizon=hmax, start=series.index[0], reindex=False).variance
-            out = pd.DataFrame(index=fc.index)
-            cum = fc.to_numpy().cumsum(axis=1)
-            for h in self.config.horizons:
-                out[f"var_h{h}"] = cum[:, h - 1]
-            out.index = pd.MultiIndex.from_arrays(
-                [out.index, np.full(len(out), entity, dtype=object)], names=["timestamp", "entity"]
-            )
-            parts.append(out)
-        pred = pd.concat(parts)
-        return pred.reindex(data.index)
 
-    def save_weights(self, directory: Path) -> None:
-        (directory / "params.json").write_text(json.dumps(self.params_, indent=2, sort_keys=True))
+class Garch(PerEntityModel):
+    def fit_entity(self, frame: pd.DataFrame) -> dict[str, float]:
+        res = _arch_model(_returns(frame), self.config).fit(disp="off", show_warning=False)
+        return {k: float(v) for k, v in res.params.items()}
 
-    def load_weights(self, directory: Path) -> None:
-        self.params_ = json.loads((directory / "params.json").read_text())
+    def predict_entity(self, frame: pd.DataFrame, params: dict[str, float]) -> pd.DataFrame:
+        horizons = self.require_task().horizons
+        series = _returns(frame)
+        am = _arch_model(series, self.config)
+        # JSON does not keep order: put the parameters in the model's own order
+        fixed = pd.Series(params)[_parameter_names(am)]
+        fc = am.fix(fixed).forecast(horizon=max(horizons), start=series.index[0], reindex=False).variance
+        cum = fc.to_numpy().cumsum(axis=1)
+        entity = frame.index.get_level_values("entity")[0]
+        index = pd.MultiIndex.from_arrays([fc.index, np.full(len(fc), entity, dtype=object)], names=["timestamp", "entity"])
+        return pd.DataFrame({f"var_h{h}": cum[:, h - 1] for h in horizons}, index=index)
 
 
 Garch.spec = ModelSpec(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from treum.core.estimators import x_rows, xy
+from treum.core.estimators import FeatureModel, predict_rows, xy
 from treum.core.hookspecs import hookimpl
-from treum.core.model import Model, feature_columns
 from treum.core.specs import ModelSpec
 
 
@@ -37,13 +35,12 @@ class GBMDirectionConfig:
         return None
 
 
-class GBMDirection(Model):
-    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> "GBMDirection":
+class GBMDirection(FeatureModel):
+    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> None:
         import lightgbm as lgb
 
         cfg = self.config
-        self.features_ = feature_columns(data)
-        x, y = xy(data, self.features_)
+        x, y = self.feature_matrix(data)
         params = {
             "objective": "binary",
             "learning_rate": cfg.learning_rate,
@@ -69,15 +66,10 @@ class GBMDirection(Model):
         self.booster_ = lgb.train(
             params, train_set, num_boost_round=cfg.n_estimators, valid_sets=valid_sets, callbacks=callbacks
         )
-        self.fitted = True
-        return self
 
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
-        ok, x = x_rows(data, self.features_)
-        p = np.full(len(data), np.nan)
-        if ok.any():
-            p[ok] = self.booster_.predict(x, num_iteration=self.booster_.best_iteration or None)
-        return pd.DataFrame({"p_up": p}, index=data.index)
+        best = self.booster_.best_iteration or None
+        return predict_rows(data, self.features_, lambda x: self.booster_.predict(x, num_iteration=best), "p_up")
 
     def feature_importance(self) -> pd.Series:
         gain = self.booster_.feature_importance(importance_type="gain")
@@ -85,13 +77,13 @@ class GBMDirection(Model):
 
     def save_weights(self, directory: Path) -> None:
         self.booster_.save_model(str(directory / "model.txt"))
-        (directory / "features.json").write_text(json.dumps(self.features_))
+        self.save_features(directory)
 
     def load_weights(self, directory: Path) -> None:
         import lightgbm as lgb
 
         self.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
-        self.features_ = json.loads((directory / "features.json").read_text())
+        self.load_features(directory)
 
 
 GBMDirection.spec = ModelSpec(

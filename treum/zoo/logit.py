@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from treum.core.estimators import StandardLogit, x_rows, xy
+from treum.core.estimators import FeatureModel, StandardLogit, predict_rows
 from treum.core.hookspecs import hookimpl
-from treum.core.model import Model, feature_columns
 from treum.core.specs import ModelSpec
 
 
@@ -24,22 +22,14 @@ class LogitDirectionConfig:
         return None if self.c > 0 else f"c must be positive, got {self.c}"
 
 
-class LogitDirection(Model):
-    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> "LogitDirection":
+class LogitDirection(FeatureModel):
+    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> None:
         # no early stopping to use a valid set for: learn from it too
-        full = data if valid is None else pd.concat([data, valid])
-        self.features_ = feature_columns(full)
-        x, y = xy(full, self.features_)
+        x, y = self.feature_matrix(self.join_valid(data, valid))
         self.clf_ = StandardLogit(self.config.c, self.config.max_iter).fit(x, y)
-        self.fitted = True
-        return self
 
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
-        ok, x = x_rows(data, self.features_)
-        p = np.full(len(data), np.nan)
-        if ok.any():
-            p[ok] = self.clf_.predict_proba(x)
-        return pd.DataFrame({"p_up": p}, index=data.index)
+        return predict_rows(data, self.features_, self.clf_.predict_proba, "p_up")
 
     def feature_importance(self) -> pd.Series:
         w = np.abs(self.clf_.coef_)
@@ -47,11 +37,11 @@ class LogitDirection(Model):
 
     def save_weights(self, directory: Path) -> None:
         self.clf_.save(directory / "coefficients.json")
-        (directory / "features.json").write_text(json.dumps(self.features_))
+        self.save_features(directory)
 
     def load_weights(self, directory: Path) -> None:
         self.clf_ = StandardLogit().load(directory / "coefficients.json")
-        self.features_ = json.loads((directory / "features.json").read_text())
+        self.load_features(directory)
 
 
 LogitDirection.spec = ModelSpec(

@@ -134,7 +134,7 @@ class TSTransformer(Model):
             return np.array([], dtype=int), np.zeros((0, w, len(self.features_)), dtype=np.float32)
         return np.concatenate(positions), np.concatenate(windows)
 
-    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> "TSTransformer":
+    def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> None:
         import lightning as L
         import torch
         from torch.utils.data import DataLoader, TensorDataset
@@ -195,8 +195,6 @@ class TSTransformer(Model):
         if best.state is not None:
             self.net_.load_state_dict(best.state)
         self.net_.eval()
-        self.fitted = True
-        return self
 
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
         import torch

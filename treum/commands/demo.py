@@ -10,31 +10,33 @@ from __future__ import annotations
 
 import time
 
-from treum import runner
-from treum.configuration import compose_plain
+from treum.commands import run as stages
+from treum.commands.compose import compose_leaderboard, compose_plain, to_dict
+from treum.commands.output import console, print_leaderboard
 from treum.core.plugins import create_plugin_registry
-from treum.core.tasks import get_task
 from treum.registry.store import Registry
 from treum.serve.settings import ServeSettings
 
-DEMO_RUNS = (
-    ("direction", "sp500"),
-    ("volatility", "sp500"),
-    ("regime", "sp500_index"),
-)
+
+def demo_runs(plugins) -> list[tuple[str, str]]:
+    """(task, data set) for every registered task that names its demo data and has a model."""
+    return [(name, spec.data) for name, spec in plugins.specs("tasks").items()
+            if spec.data and stages.models_of_task(plugins, name)]
 
 
 def run() -> int:
     plugins = create_plugin_registry()
     deployed = []
-    for task, data in DEMO_RUNS:
+    for task, data in demo_runs(plugins):
         overrides = [f"task={task}", f"data={data}"]
-        cfg = compose_plain(overrides, plugins)
-        names = runner.models_of_task(plugins, task)
-        runner.console.rule(f"[bold]{task}[/] on {data}: {', '.join(names)} beside {len(get_task(task).baselines)} baselines")
-        outcome = runner.train_models(cfg, plugins, names, overrides, "leaderboard", register=True)
-        runner.print_table(f"{task} leaderboard on {data} (walk-forward, out of sample)", runner.headline(outcome.table, task))
-        runner.console.print(f"outputs: {outcome.run_dir}")
+        cfg = compose_leaderboard(overrides, plugins)
+        names = stages.models_of_task(plugins, task)
+        n_base = len(plugins.task(task).baselines)
+        console.rule(f"[bold]{task}[/] on {data}: {', '.join(names)} beside {n_base} baselines")
+        outcome = stages.run_models(cfg, plugins, names, overrides, "leaderboard", register=True)
+        print_leaderboard(f"{task} leaderboard on {data} (walk-forward, out of sample)", outcome.table,
+                          outcome.task.headline())
+        console.print(f"outputs: {outcome.run_dir}")
         validated = [r for r in outcome.registered if r["status"] == "validated"]
         order = list(outcome.table["model"])
         validated.sort(key=lambda r: order.index(r["name"]))
@@ -43,21 +45,20 @@ def run() -> int:
             best = validated[0]
             registry.deploy(best["name"], best["version"], actor="demo", reason=f"best validated {task} model on {data}")
             deployed.append(f"{best['name']} v{best['version']}")
-            runner.console.print(f"deployed [bold]{best['name']}[/] version {best['version']}: it beat every baseline")
+            console.print(f"deployed [bold]{best['name']}[/] version {best['version']}: it beat every baseline")
         else:
-            runner.console.print(f"[yellow]no {task} model beat all its baselines out of sample; nothing deployed[/]")
+            console.print(f"[yellow]no {task} model beat all its baselines out of sample; nothing deployed[/]")
         registry.close()
     registry = Registry()
-    serve_cfg = compose_plain([], plugins)
-    settings = ServeSettings.from_config(runner.to_dict(serve_cfg.serve))
+    settings = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve))
     _deploy_for_serving(registry, settings)
-    runner.console.rule("[bold]registry")
+    console.rule("[bold]registry")
     for m in registry.list_models():
-        runner.console.print(f"{m.model_name:16s} v{m.model_version:3s} {m.model_type:11s} {m.deployment_status:10s} {m.id}")
+        console.print(f"{m.model_name:16s} v{m.model_version:3s} {m.model_type:11s} {m.deployment_status:10s} {m.id}")
     report = registry.verify_audit()
-    runner.console.print(f"audit log: {report.rows} rows, chain {'intact' if report.ok else 'BROKEN at row ' + str(report.first_broken_id)}")
-    runner.console.print(f"registry: {registry.url}")
-    runner.console.print(f"deployed: {', '.join(deployed) or 'nothing'}")
+    console.print(f"audit log: {report.rows} rows, chain {'intact' if report.ok else 'BROKEN at row ' + str(report.first_broken_id)}")
+    console.print(f"registry: {registry.url}")
+    console.print(f"deployed: {', '.join(deployed) or 'nothing'}")
     registry.close()
     return serve_once(settings)
 
@@ -72,7 +73,7 @@ def _deploy_for_serving(registry: Registry, settings: ServeSettings) -> None:
         newest = registry.get(name)
         registry.deploy(name, newest.model_version, actor="demo", force=True,
                         reason="demo of the serving path; did not beat its baselines out of sample")
-        runner.console.print(
+        console.print(
             f"[yellow]deployed {name} v{newest.model_version} for the serving demo although it did not beat its "
             "baselines (forced; the audit log says why)[/]"
         )
@@ -87,11 +88,11 @@ def serve_once(settings: ServeSettings) -> int:
     from treum.registry.store import treum_home
     from treum.serve import ray_app
 
-    runner.console.rule("[bold]serving")
+    console.rule("[bold]serving")
     start = time.perf_counter()
     ray_app.start(settings, None, treum_home())
     base = f"http://{settings.host}:{settings.direct_port if settings.direct_ingress else settings.port}/api/v1/ml"
-    runner.console.print(f"Ray Serve up in {time.perf_counter() - start:.1f}s; POST {base}/predict/price")
+    console.print(f"Ray Serve up in {time.perf_counter() - start:.1f}s; POST {base}/predict/price")
     try:
         answer = None
         for _ in range(60):
@@ -101,14 +102,14 @@ def serve_once(settings: ServeSettings) -> int:
                 break
             time.sleep(1)
         if answer is None or answer.status_code != 200:
-            runner.console.print(f"[red]the service did not answer: {answer.text if answer else 'no answer'}[/]")
+            console.print(f"[red]the service did not answer: {answer.text if answer else 'no answer'}[/]")
             return 1
-        runner.console.print_json(json.dumps(answer.json()))
+        console.print_json(json.dumps(answer.json()))
         again = httpx.post(f"{base}/predict/price", json={"instrument": "SPX"}, timeout=30).json()
-        runner.console.print(f"the same request again: {again['timing_ms']['total']:.1f} ms inside the service "
+        console.print(f"the same request again: {again['timing_ms']['total']:.1f} ms inside the service "
                              f"(members cached: {all(m['cached'] for m in again['members'])})")
         vol = httpx.post(f"{base}/predict/volatility", json={"instrument": "SPX"}, timeout=30).json()
-        runner.console.print(f"volatility: {vol['model']} v{vol['version']} says {vol['vol_annualised_pct']:.1f}% "
+        console.print(f"volatility: {vol['model']} v{vol['version']} says {vol['vol_annualised_pct']:.1f}% "
                              f"annualised as of {vol['as_of'][:10]}")
     finally:
         ray_app.stop()
@@ -121,5 +122,5 @@ def serve_once(settings: ServeSettings) -> int:
         n_pred = s.execute(select(func.count()).select_from(MLPrediction)).scalar()
         n_req = s.execute(select(func.count()).select_from(ModelServingLog)).scalar()
     registry.close()
-    runner.console.print(f"service stopped cleanly; logged {n_pred} predictions and {n_req} requests in the registry")
+    console.print(f"service stopped cleanly; logged {n_pred} predictions and {n_req} requests in the registry")
     return 0

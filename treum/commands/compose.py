@@ -8,6 +8,7 @@ choose ``task=``, the task follows the chosen model's spec.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Sequence
 
@@ -17,11 +18,41 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from treum.core.config import build_config
+from typing import Any
+
+from treum.core.config import build_config, build_spec_config
 from treum.core.errors import ConfigError, did_you_mean
+from treum.core.evaluation import WalkForwardConfig
 from treum.core.plugins import PluginRegistry
 
-GROUP_KIND = {"model": "models", "data": "datasets", "features": "features"}
+GROUP_KIND = {"model": "models", "data": "datasets", "features": "features", "task": "tasks"}
+
+
+def login_name() -> str:
+    """Who is acting, for the audit log: the login name, as ``getpass`` finds it."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no USER, LOGNAME or passwd entry (some containers)
+        return "unknown"
+
+
+def register_resolvers() -> None:
+    """``${treum_home:}`` and ``${login:}`` for the configs (idempotent)."""
+    from treum.registry.store import treum_home
+
+    if not OmegaConf.has_resolver("treum_home"):
+        OmegaConf.register_new_resolver("treum_home", lambda: str(treum_home()))
+    if not OmegaConf.has_resolver("login"):
+        OmegaConf.register_new_resolver("login", login_name)
+
+
+register_resolvers()
+
+
+def to_dict(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def _explain_missing(exc: MissingConfigException, plugins: PluginRegistry) -> ConfigError:
@@ -61,20 +92,36 @@ def _explain_composition(exc: Exception, cfg_hint: dict[str, list[str]]) -> Conf
     return ConfigError(f"bad override: {first}")
 
 
+SEARCHPATH_ENV = "TREUM_HYDRA_SEARCHPATH"  # read by hydra_plugins.treum_searchpath
+
+
+def use_plugin_searchpath(plugins: PluginRegistry) -> None:
+    """Put the enabled plugins' config packages on Hydra's search path (for this process and its children)."""
+    os.environ[SEARCHPATH_ENV] = ";".join(plugins.searchpath)
+
+
 def _compose_once(overrides: list[str], plugins: PluginRegistry, hint: dict[str, list[str]]) -> DictConfig:
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    extra = plugins.searchpath
+    use_plugin_searchpath(plugins)
     full = list(overrides)
-    if extra:
-        full.append(f"hydra.searchpath=[{','.join(extra)}]")
     try:
+        if GlobalHydra.instance().is_initialized():
+            # inside a Hydra application (treum train ...): compose with its config loader
+            return compose(config_name="config", overrides=full)
         with initialize_config_module(config_module="treum.conf", version_base=None):
             return compose(config_name="config", overrides=full)
     except MissingConfigException as exc:
         raise _explain_missing(exc, plugins) from None
     except (ConfigCompositionException, HydraException, OmegaConfBaseException) as exc:
         raise _explain_composition(exc, hint) from None
+
+
+def _fields(plugins: PluginRegistry, kind: str, name: str) -> list[str]:
+    import dataclasses
+
+    try:
+        return [f.name for f in dataclasses.fields(plugins.get(kind, name).config_cls)]
+    except Exception:
+        return []
 
 
 def model_fields(plugins: PluginRegistry, name: str) -> list[str]:
@@ -102,13 +149,44 @@ def compose_run(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig
             f"model '{spec.name}' is a {spec.task} model but the run chose task={cfg.task.name}; "
             f"drop the task override or choose a {cfg.task.name} model"
         )
-    build_config(spec, OmegaConf.to_container(cfg.model, resolve=True))
+    build_spec_config(spec, to_dict(cfg.model))
+    validate_run_config(cfg, plugins)
     return cfg
+
+
+def validate_run_config(cfg: DictConfig, plugins: PluginRegistry) -> None:
+    """Validate the task's and the walk-forward's configs (the model's is checked by compose_run)."""
+    build_spec_config(plugins.task(cfg.task.name), to_dict(cfg.task), "task")
+    build_config(WalkForwardConfig, to_dict(cfg.eval), "eval")
 
 
 def compose_plain(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig:
     """Compose without tying the task to the model (leaderboards pick every model of the task)."""
     return _compose_once(list(overrides), plugins, {})
+
+
+def compose_leaderboard(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig:
+    """A leaderboard's config: every model of the chosen task, so the model group is not validated."""
+    cfg = _compose_once(list(overrides), plugins, {})
+    plugins.task(cfg.task.name)  # a clear error for an unknown task
+    validate_run_config(cfg, plugins)
+    return cfg
+
+
+def model_config(plugins: PluginRegistry, name: str, base_overrides: list[str], extra: dict | None = None,
+                 own: bool = False) -> Any:
+    """The validated config of a model from its YAML.
+
+    ``own``: the model is the run's chosen model, so the run's ``model.*`` overrides apply.
+    A baseline (or every model of a leaderboard) gets its YAML plus ``extra``, the task's
+    fixed overrides, never the run's ``model.*`` ones.
+    """
+    keep = [o for o in base_overrides if not o.lstrip("+~").startswith("model=")]
+    if not own:
+        keep = [o for o in keep if not o.lstrip("+~").startswith("model.")]
+    cfg = _compose_once(keep + [f"model={name}"], plugins, {"model": model_fields(plugins, name)})
+    values = {**to_dict(cfg.model), **(extra or {})}
+    return build_spec_config(plugins.model(name), values)
 
 
 def expand_multirun(overrides: Sequence[str]) -> list[list[str]]:

@@ -1,0 +1,287 @@
+"""The stages of a run: prepare the data for a task, evaluate models beside its baselines, register.
+
+``run_models`` strings them together for ``treum train``, ``evaluate`` and
+``leaderboard`` (and the demo). Each stage is a function of its own:
+
+- ``prepare``: load and validate the data set, features, the task's labels;
+- ``evaluate`` / ``evaluate_baselines``: the walk-forward, out of sample, scored by the task;
+- ``leaderboard_frame``: one row per model and baseline, with the task's comparisons
+  and the rows each one left empty;
+- ``register_model``: the final fit on everything labelled up to the end of the test
+  segment, saved and registered with its walk-forward figures.
+
+Each model's work happens inside a registry job (``Registry.job_batch``): queued
+before any work, running, then completed, failed or cancelled; nobody sets a
+job's state by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import Progress
+
+from treum.commands.compose import model_config, to_dict
+from treum.commands.output import console, new_run_dir, progress_bar, write_table
+from treum.core.config import build_config, config_dict
+from treum.core.data import Segments, data_version
+from treum.core.errors import TreumError
+from treum.core.evaluation import (
+    EvaluationResult,
+    LabelsAsOf,
+    WalkForwardConfig,
+    final_fold,
+    fit_rows,
+    make_folds,
+    walk_forward,
+)
+from treum.core.model import build_model
+from treum.core.plugins import PluginRegistry
+from treum.core.task import Task, build_task
+from treum.registry.store import Registry
+
+
+@dataclass
+class Prepared:
+    """A data set made ready for one task: raw columns, ``f_*`` features and the task's ``target*`` labels."""
+
+    panel: pd.DataFrame
+    frame: pd.DataFrame
+    segments: Segments
+    task: Task
+    eval_cfg: WalkForwardConfig
+    purge: int
+    version: str
+    data_name: str
+    features: str
+
+    @property
+    def label_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c.startswith("target")]
+
+    @property
+    def labels_as_of(self) -> LabelsAsOf | None:
+        """Labels as known at a date, for tasks whose labels are decided after the fact."""
+        if self.task.label_horizon() is not None:
+            return None
+        return lambda end: self.task.labels_as_of(self.panel, end)
+
+
+def prepare(cfg: DictConfig, plugins: PluginRegistry) -> Prepared:
+    """Load, validate, featurise and label the configured data set for the configured task."""
+    data_cfg = to_dict(cfg.data)
+    segments = Segments.from_config(data_cfg.get("segments") or {})
+    eval_cfg = build_config(WalkForwardConfig, to_dict(cfg.eval), "eval")
+    task = build_task(plugins.task(cfg.task.name), to_dict(cfg.task))
+    panel = plugins.dataset(data_cfg["name"]).load(data_cfg)
+    segments.check_against(panel, f"data '{data_cfg['name']}'")
+    features = plugins.feature_set(cfg.features.name).compute(panel, to_dict(cfg.features))
+    targets = task.make_targets(panel)
+    stray = [c for c in targets.columns if not str(c).startswith("target")]
+    if stray:
+        raise TreumError(f"task '{task.name}' made label columns {stray}; label columns must start with 'target'")
+    frame = panel.join(features).join(targets)
+    horizon = task.label_horizon()
+    purge = eval_cfg.purge if eval_cfg.purge is not None else (horizon or 0)
+    return Prepared(panel, frame, segments, task, eval_cfg, purge, data_version(panel), data_cfg["name"],
+                    str(cfg.features.name))
+
+
+def evaluate(label: str, spec: Any, config: Any, prep: Prepared, progress: Progress | None = None) -> EvaluationResult:
+    """Walk one model forward over the test segment and score it with the task."""
+    folds = make_folds(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
+    bar = progress.add_task(label, total=len(folds)) if progress else None
+    result = walk_forward(
+        label,
+        lambda: build_model(spec, config, prep.task),
+        prep.frame,
+        folds,
+        sequential="sequential" in spec.capabilities,
+        on_fold=(lambda done, total: progress.update(bar, completed=done)) if progress else None,
+        labels_as_of=prep.labels_as_of,
+    )
+    missing = [c for c in prep.task.prediction_columns() if c not in result.predictions.columns]
+    if missing:
+        raise TreumError(
+            f"model '{spec.name}' returned no {missing} columns; task '{prep.task.name}' predicts "
+            f"{list(prep.task.prediction_columns())} (see docs/plugins.md)"
+        )
+    oos = result.predictions.join(prep.frame[prep.label_columns])
+    result.metrics = prep.task.score(oos, prep.eval_cfg.bootstrap, prep.eval_cfg.seed)
+    cols = list(prep.task.prediction_columns())
+    result.metrics["empty"] = float(oos[cols].isna().any(axis=1).sum())
+    result.metrics["fit_seconds"] = round(result.fit_seconds, 2)
+    result.predictions = oos
+    return result
+
+
+def evaluate_baselines(prep: Prepared, plugins: PluginRegistry, overrides: list[str],
+                       progress: Progress | None) -> dict[str, EvaluationResult]:
+    """Every baseline of the task, on the same split; a failing baseline stops the run (nothing to compare with)."""
+    out = {}
+    for baseline in plugins.task(prep.task.name).baselines:
+        spec = plugins.model(baseline.model)
+        config = model_config(plugins, baseline.model, overrides, dict(baseline.overrides))
+        try:
+            out[baseline.label] = evaluate(baseline.label, spec, config, prep, progress)
+        except Exception as exc:
+            raise TreumError(f"baseline '{baseline.label}' ({baseline.model}) failed: {type(exc).__name__}: {exc}") from exc
+    return out
+
+
+def leaderboard_frame(prep: Prepared, models: dict[str, EvaluationResult],
+                      baselines: dict[str, EvaluationResult], reference: str | None) -> pd.DataFrame:
+    """One row per model and baseline with the task's metrics and comparisons, best first."""
+    ref = baselines[reference].predictions if reference in baselines else None
+    rows = []
+    for kind, results in (("model", models), ("baseline", baselines)):
+        for label, res in results.items():
+            row = {"model": label, "kind": kind, **res.metrics}
+            if ref is not None and label != reference:
+                row.update(prep.task.compare(res.predictions, ref))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    most = table["n"].max() if "n" in table else None
+    table["fewer_rows"] = (table["n"] < most) if most is not None else False
+    key = prep.task.spec.primary_metric
+    return table.sort_values(key, ascending=not prep.task.spec.higher_is_better).reset_index(drop=True)
+
+
+def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, metrics: dict, validated: bool,
+                   baseline_metrics: dict, job_id: Any, run_dir: Path, actor: str) -> Any:
+    """Fit on everything labelled up to the end of the test segment, save, register; returns the row."""
+    fold = final_fold(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
+    train, valid = fit_rows(prep.frame, fold, prep.labels_as_of)
+    started = datetime.now()
+    model = build_model(spec, config, prep.task).fit(train, valid)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "model")
+        return registry.register(
+            name=spec.name,
+            task=spec.task,
+            family=spec.family,
+            config=config_dict(config),
+            artifact_dir=Path(tmp) / "model",
+            metrics=metrics,
+            baselines=baseline_metrics,
+            validated=validated,
+            data_version=prep.version,
+            performance=prep.task.performance_row(metrics),
+            metadata={
+                "data": prep.data_name,
+                "entities": sorted(map(str, prep.frame.index.get_level_values("entity").unique())),
+                "features": prep.features,
+                "task_config": prep.task.config_dict(),
+                "capabilities": sorted(spec.capabilities),
+                "segments": {k: [str(d.date()) for d in v] for k, v in prep.segments.__dict__.items() if v},
+                "final_fit": {"train": [str(fold.train[0].date()), str(fold.train[1].date())]},
+                "run_dir": str(run_dir),
+            },
+            job_id=job_id,
+            started_at=started,
+            evaluation_end=prep.segments.test[1].date(),
+            actor=actor,
+        )
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    task: Task | None = None
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    registered: list[dict] = field(default_factory=list)
+    job_ids: list[str] = field(default_factory=list)
+    failures: dict[str, BaseException] = field(default_factory=dict)
+
+
+def open_registry(cfg: DictConfig) -> Registry:
+    return Registry(url=cfg.registry.get("url"))
+
+
+def run_models(cfg: DictConfig, plugins: PluginRegistry, names: list[str], overrides: list[str], command: str,
+               register: bool, run_dir: Path | None = None) -> RunOutcome:
+    """Evaluate ``names`` beside the task's baselines on one split, then fit and register each (if ``register``).
+
+    Every model gets a job before any work; a model that fails marks its job failed and
+    registers nothing; jobs that never started (the data or a baseline failed) end cancelled.
+    """
+    registry = open_registry(cfg)
+    actor = str(cfg.get("actor") or "cli")
+    label = cfg.task.name if command == "leaderboard" else names[0]
+    run_dir = run_dir or new_run_dir(command, f"{label}-{cfg.data.name}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    outcome = RunOutcome(run_dir)
+    configs = {name: model_config(plugins, name, overrides, own=command != "leaderboard") for name in names}
+    try:
+        with registry.job_batch(actor) as batch:
+            jobs = {
+                name: batch.create(
+                    f"{command}:{name}:{cfg.data.name}",
+                    "training" if register else "evaluation",
+                    {"name": name, **config_dict(configs[name])},
+                    {"eval": to_dict(cfg.eval), "task": to_dict(cfg.task), "features": to_dict(cfg.features)},
+                    to_dict(cfg.data),
+                )
+                for name in names
+            }
+            outcome.job_ids = [str(j.id) for j in jobs.values()]
+            prep = prepare(cfg, plugins)
+            outcome.task = prep.task
+            console.print(
+                f"data [bold]{prep.data_name}[/] ({len(prep.frame):,} rows, version {prep.version}); task "
+                f"[bold]{prep.task.name}[/]; test {prep.segments.test[0].date()}..{prep.segments.test[1].date()}, "
+                f"refit every {prep.eval_cfg.refit_every} bars, purge {prep.purge}, embargo {prep.eval_cfg.embargo}"
+                + ("; labels recomputed per fold (decided after the fact)" if prep.labels_as_of else "")
+            )
+            _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, register, registry, actor, outcome)
+    finally:
+        registry.close()
+    if outcome.failures and len(outcome.failures) == len(names):
+        first = next(iter(outcome.failures.values()))
+        raise first if isinstance(first, TreumError) else TreumError(f"every model failed; first error: {first!r}")
+    return outcome
+
+
+def _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, register, registry, actor, outcome):
+    """Per model, inside its job: walk forward, compare with the reference baseline, then (if asked) register."""
+    results: dict[str, EvaluationResult] = {}
+    reference = plugins.task(prep.task.name).reference
+    with progress_bar() as progress:
+        baselines = evaluate_baselines(prep, plugins, overrides, progress)
+        baseline_metrics = {k: v.metrics for k, v in baselines.items()}
+        for name in names:
+            spec = plugins.model(name)
+            try:
+                with jobs[name].running():
+                    res = evaluate(name, spec, configs[name], prep, progress)
+                    if reference in baselines:
+                        res.metrics.update(prep.task.compare(res.predictions, baselines[reference].predictions))
+                    results[name] = res
+                    jobs[name].set_metrics(res.metrics)
+                    if register:
+                        validated = prep.task.beats(res.metrics, list(baseline_metrics.values()))
+                        entry = register_model(registry, spec, configs[name], prep, res.metrics, validated,
+                                               baseline_metrics, jobs[name].id, outcome.run_dir, actor)
+                        outcome.registered.append({"name": name, "version": entry.model_version, "id": str(entry.id),
+                                                   "status": entry.deployment_status, "sha256": entry.artifact_sha256})
+            except Exception as exc:
+                outcome.failures[name] = exc
+                results.pop(name, None)
+                console.print(f"[red]{name} failed:[/] {type(exc).__name__}: {exc}")
+    outcome.table = leaderboard_frame(prep, results, baselines, reference)
+    write_table(outcome.table, outcome.run_dir, "leaderboard")
+    for label, res in {**results, **baselines}.items():
+        res.predictions.to_csv(outcome.run_dir / f"predictions-{label}.csv")
+
+
+def models_of_task(plugins: PluginRegistry, task: str) -> list[str]:
+    """The enabled models (not baselines) of a task."""
+    return [n for n, s in plugins.specs("models").items() if s.task == task and not s.baseline]

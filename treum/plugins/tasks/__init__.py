@@ -1,0 +1,1 @@
+"""The built-in tasks, one plugin module each: the task, its labels, metrics and baselines."""

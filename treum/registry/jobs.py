@@ -1,0 +1,182 @@
+"""Training jobs as context managers: no caller starts, completes or fails a job by hand.
+
+    with registry.job_batch(actor) as batch:
+        job = batch.create(name, job_type, model_config, training_config, dataset_config)
+        with job.running():
+            ...
+            job.set_metrics(metrics)
+
+``running()`` moves a job from ``queued`` to ``running`` and, when its block ends,
+to ``completed`` (normal exit), ``failed`` (an ``Exception``, with its message and
+traceback) or ``cancelled`` (``KeyboardInterrupt`` and other ``BaseException``);
+the exception is always re-raised. When the batch ends, every job of it that never
+started becomes ``cancelled``, saying why. Every transition writes the audit log in
+the same transaction, and only moves a job from the state it is expected to be in,
+so a job cancelled meanwhile (``Registry.cancel_job``) stays cancelled.
+"""
+
+from __future__ import annotations
+
+import traceback
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from treum.core.errors import NotFoundError, RegistryError
+from treum.registry import audit
+from treum.registry.schema import MLTrainingJob, utcnow
+from treum.registry.values import clean_json
+
+if TYPE_CHECKING:
+    from treum.registry.store import Registry
+
+FINISHED = ("completed", "failed", "cancelled")
+TRACEBACK_CHARS = 20000
+
+
+def describe(exc: BaseException) -> str:
+    """``ValueError: boom``, or the type alone when the exception has no message."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _load(s: Session, job_id: uuid.UUID) -> MLTrainingJob:
+    job = s.get(MLTrainingJob, job_id)
+    if job is None:
+        raise NotFoundError(f"no training job with id {job_id} (treum registry jobs)")
+    return job
+
+
+def _start(s: Session, job_id: uuid.UUID, actor: str) -> None:
+    job = _load(s, job_id)
+    if job.status != "queued":
+        raise RegistryError(
+            f"training job {job_id} ('{job.job_name}') is '{job.status}', not 'queued'; "
+            "a job runs once, inside the batch that created it"
+        )
+    job.status, job.started_at = "running", utcnow()
+    audit.append(s, actor, "job.start", "ml_training_jobs", job_id, {"name": job.job_name})
+
+
+def _finish(s: Session, job_id: uuid.UUID, actor: str, status: str, *, metrics: Mapping[str, Any] | None = None,
+           exc: BaseException | None = None) -> bool:
+    """Move a running job to ``status``; False (and nothing written) if it is no longer running."""
+    job = _load(s, job_id)
+    if job.status != "running":
+        return False
+    job.status, job.completed_at = status, utcnow()
+    details: dict[str, Any] = {"name": job.job_name}
+    if metrics is not None:
+        job.final_metrics = clean_json(dict(metrics))
+    if exc is not None:
+        job.error_message = describe(exc)
+        job.error_traceback = "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
+        details["error"] = job.error_message
+    action = {"completed": "job.complete", "failed": "job.fail", "cancelled": "job.cancel"}[status]
+    audit.append(s, actor, action, "ml_training_jobs", job_id, details)
+    return True
+
+
+def cancel(s: Session, job_id: uuid.UUID, actor: str, reason: str) -> MLTrainingJob:
+    """Cancel a queued or running job; a finished one is refused."""
+    job = _load(s, job_id)
+    if job.status in FINISHED:
+        raise RegistryError(
+            f"training job {job_id} ('{job.job_name}') is already '{job.status}'; only a queued or running job "
+            "can be cancelled"
+        )
+    before = job.status
+    job.status, job.completed_at = "cancelled", utcnow()
+    job.error_message = f"cancelled by {actor}: {reason}" if reason else f"cancelled by {actor}"
+    audit.append(s, actor, "job.cancel", "ml_training_jobs", job_id,
+                 {"name": job.job_name, "was": before, "reason": reason})
+    return job
+
+
+def _cancel_unstarted(s: Session, job_ids: Iterable[uuid.UUID], actor: str, why: str) -> list[uuid.UUID]:
+    """Cancel those of ``job_ids`` that are still queued, saying ``why``."""
+    ids = list(job_ids)
+    if not ids:
+        return []
+    rows = list(s.execute(
+        select(MLTrainingJob).where(MLTrainingJob.id.in_(ids), MLTrainingJob.status == "queued")
+        .order_by(MLTrainingJob.created_at)
+    ).scalars())
+    now = utcnow()
+    for job in rows:
+        job.status, job.completed_at, job.error_message = "cancelled", now, why
+        audit.append(s, actor, "job.cancel", "ml_training_jobs", job.id,
+                     {"name": job.job_name, "was": "queued", "reason": why})
+    return [job.id for job in rows]
+
+
+class JobHandle:
+    """One job of a batch: ``with job.running(): ...`` is the only way to run it."""
+
+    def __init__(self, registry: Registry, job_id: uuid.UUID, actor: str):
+        self.registry = registry
+        self.id = job_id
+        self.actor = actor
+        self._metrics: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.id})"
+
+    def set_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """The metrics stored as ``final_metrics`` when the job completes."""
+        self._metrics = dict(metrics)
+
+    @property
+    def status(self) -> str:
+        """The job's status as stored now (another process may have cancelled it)."""
+        return self.registry.job(self.id).status
+
+    @contextmanager
+    def running(self) -> Iterator[JobHandle]:
+        """Run the job for the duration of the block; see the module docstring for the states."""
+        with self.registry.transaction() as s:
+            _start(s, self.id, self.actor)
+        try:
+            yield self
+        except Exception as exc:
+            with self.registry.transaction() as s:
+                _finish(s, self.id, self.actor, "failed", exc=exc)
+            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, a closed generator: nobody failed
+            with self.registry.transaction() as s:
+                _finish(s, self.id, self.actor, "cancelled", exc=exc)
+            raise
+        with self.registry.transaction() as s:
+            _finish(s, self.id, self.actor, "completed", metrics=self._metrics or {})
+
+
+class JobBatch:
+    """The jobs of one run; those never started are cancelled when the batch ends."""
+
+    def __init__(self, registry: Registry, actor: str):
+        self.registry = registry
+        self.actor = actor
+        self.jobs: list[JobHandle] = []
+        self._open = True
+
+    def create(self, name: str, job_type: str, model_config: Mapping[str, Any], training_config: Mapping[str, Any],
+               dataset_config: Mapping[str, Any]) -> JobHandle:
+        """Add a ``queued`` job to the registry and to this batch."""
+        if not self._open:
+            raise RegistryError("this job batch has ended; open a new one with registry.job_batch(actor)")
+        job_id = self.registry.create_job(name, job_type, dict(model_config), dict(training_config),
+                                          dict(dataset_config), self.actor)
+        handle = JobHandle(self.registry, job_id, self.actor)
+        self.jobs.append(handle)
+        return handle
+
+    def close(self, exc: BaseException | None) -> list[uuid.UUID]:
+        """Cancel the jobs still queued; ``exc`` is what ended the batch, if anything did."""
+        self._open = False
+        why = f"never started: the batch ended with {describe(exc)}" if exc is not None else "never started"
+        with self.registry.transaction() as s:
+            return _cancel_unstarted(s, [j.id for j in self.jobs], self.actor, why)
