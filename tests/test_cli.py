@@ -56,7 +56,8 @@ def test_a_bad_value_names_the_key(treum_home):
 def test_multirun_sweeps_models_and_data(treum_home):
     r = treum("train", "--multirun", "model=logit_direction,momentum_sign", "data=sp500,nasdaq", "eval.bootstrap=0")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("[multirun ") == 4
+    assert "multirun: 4 of 4 runs succeeded" in r.stderr
+    assert len(list((treum_home / "sweeps").glob("*/*/.hydra/overrides.yaml"))) == 4
     reg = Registry()
     got = sorted((m.model_name, m.model_version, m.model_metadata["data"]) for m in reg.list_models())
     assert got == [("logit_direction", "1", "sp500"), ("logit_direction", "2", "nasdaq"),
@@ -95,12 +96,21 @@ def test_a_run_that_fails_half_way_records_the_failure_and_registers_nothing(tmp
     reg = Registry()
     assert reg.list_models() == []
     (job,) = reg.jobs()
-    assert job.status == "failed" and "data runs 2021-01-01" in job.error_message
+    # the data failed before the model's work started: the job is cancelled, with the reason
+    assert job.status == "cancelled" and "data runs 2021-01-01" in job.error_message
     reg.close()
 
 
+def test_leaderboard_registers_only_when_asked(treum_home):
+    r = treum("leaderboard", "task=volatility", "eval.bootstrap=0", "eval.refit_every=1000")
+    assert r.returncode == 0, r.stderr
+    assert "registered" not in r.stdout and Registry().list_models() == []
+    job = Registry().jobs()[0]
+    assert job.status == "completed" and job.model_config["name"] == "garch"  # that model's config, not the default's
+
+
 def test_leaderboard_and_registry_lifecycle_commands(treum_home):
-    r = treum("leaderboard", "task=volatility", "eval.bootstrap=0")
+    r = treum("leaderboard", "task=volatility", "eval.bootstrap=0", "registry.register=true")
     assert r.returncode == 0, r.stderr
     run_dir = Path(r.stdout.split("outputs: ")[1].split()[0])
     table = pd.read_csv(run_dir / "leaderboard.csv")
@@ -109,10 +119,15 @@ def test_leaderboard_and_registry_lifecycle_commands(treum_home):
     status = Registry().get("garch").deployment_status
     deploy = treum("registry", "deploy", "garch", "--version", "1", "--force", "--reason", "test")
     assert deploy.returncode == 0 and "deployed garch version 1" in deploy.stdout
-    again = treum("registry", "deploy", "garch", "--version", "1", "--force")
+    again = treum("registry", "deploy", "garch", "--version", "1", "--force", "--reason", "again")
     assert again.returncode == 2 and "already deployed" in again.stderr
+    no_reason = treum("registry", "deploy", "garch", "--version", "1", "--force")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
     hist = treum("registry", "history", "garch")
-    assert "deploy" in hist.stdout and "live=   1" in hist.stdout
+    assert "deploy" in hist.stdout and "live=   1" in hist.stdout and "FORCED" in hist.stdout
+    listed = treum("registry", "list", "--data", "sp500")
+    assert listed.returncode == 0 and "garch" in listed.stdout and "sp500" in listed.stdout
+    assert "garch" not in treum("registry", "list", "--data", "nasdaq").stdout
     assert treum("registry", "retire", "garch", "--version", "1", "--reason", "old").returncode == 0
     assert Registry().get("garch").deployment_status == "retired" and status in ("validated", "registered")
     verify = treum("registry", "verify")
@@ -140,3 +155,95 @@ def test_data_show_prints_the_head_and_summary():
     r = treum("data", "show", "sp500_stocks", "data.start=2020-01-01")
     assert r.returncode == 0, r.stderr
     assert "20 entities" in r.stdout and "AAPL" in r.stdout and "2020-01-02" in r.stdout
+
+
+def test_run_commands_are_hydra_applications(treum_home):
+    help_ = treum("train", "--help")
+    assert help_.returncode == 0 and "== Configuration groups ==" in help_.stdout
+    assert "task: direction, drawdown, regime, volatility" in help_.stdout  # the plugin's task is a choice
+    cfg = treum("train", "model=garch", "--cfg", "job")
+    assert cfg.returncode == 0 and "name: volatility" in cfg.stdout  # the task follows the model
+    info = treum("evaluate", "--info", "searchpath")
+    assert info.returncode == 0 and "pkg://treum_example_plugin.conf" in info.stdout
+    out = treum_home / "elsewhere"
+    r = treum("evaluate", "model=logit_direction", "eval.bootstrap=0", f"hydra.run.dir={out}")
+    assert r.returncode == 0, r.stderr
+    assert (out / "leaderboard.csv").is_file() and (out / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_bad_values_stop_with_the_key_named_before_any_work(treum_home):
+    r = treum("evaluate", "model=garch", "eval.refit_every=abc")
+    assert r.returncode == 2 and "eval.refit_every: expected an integer, got 'abc'" in r.stderr
+    assert "Traceback" not in r.stderr and not (treum_home / "registry.db").exists()
+    r = treum("evaluate", "model=garch", "task.horizons=[1,0]")
+    assert r.returncode == 2 and "horizons must be positive" in r.stderr
+    r = treum("train", "-m", "model=logit_direction,gbm_directoin")
+    assert r.returncode == 2 and "did you mean 'gbm_direction'" in r.stderr
+
+
+def test_one_failing_combination_of_a_sweep_does_not_stop_the_others(treum_home):
+    # a valid config whose data (from 2017 on) cannot fill the training segment: it fails at run time
+    r = treum("evaluate", "-m", "model=logit_direction", "data.start=null,2017-01-01", "eval.bootstrap=0",
+              "hydra/launcher=joblib")
+    assert r.returncode == 2, r.stderr
+    assert "multirun: 1 of 2 runs succeeded" in r.stderr and "data runs 2017-01-03" in r.stderr
+    statuses = sorted(j.status for j in Registry().jobs())
+    assert statuses == ["cancelled", "completed"]
+
+
+def test_volatility_horizons_come_from_the_task(treum_home):
+    r = treum("evaluate", "model=garch", "task.horizons=[1,5]", "eval.bootstrap=0", "eval.refit_every=1000")
+    assert r.returncode == 0, r.stderr
+    run_dir = Path(r.stdout.split("outputs: ")[1].split()[0])
+    table = pd.read_csv(run_dir / "leaderboard.csv")
+    assert {"qlike_h1", "qlike_h5"} <= set(table.columns) and "qlike_h21" not in table.columns
+    pred = pd.read_csv(run_dir / "predictions-garch.csv")
+    assert {"var_h1", "var_h5"} <= set(pred.columns)
+
+
+PEEKER = '''
+import numpy as np, pandas as pd
+from dataclasses import dataclass
+from treum.core.hookspecs import hookimpl
+from treum.core.specs import ModelSpec
+from treum.core.estimators import JsonStateModel, NoConfig
+
+
+class Peeker(JsonStateModel):
+    """Reads tomorrow's close: the contract must catch it."""
+    def fit(self, data, valid=None):
+        self.state_ = {}
+
+    def predict(self, data):
+        nxt = data["close"].groupby(level="entity").shift(-1)
+        return pd.DataFrame({"p_up": np.where(nxt > data["close"], 0.9, 0.1)}, index=data.index)
+
+
+Peeker.spec = ModelSpec(name="peeker", family="cheat", task="direction", capabilities=frozenset({"sequential"}),
+                        config_cls=NoConfig, factory=Peeker)
+
+
+@hookimpl
+def treum_models():
+    return [Peeker.spec]
+
+
+@hookimpl
+def treum_config_searchpath():
+    return ["file://CONF"]
+'''
+
+
+def test_plugins_check_runs_the_contract_on_an_outside_model(tmp_path):
+    ok = treum("plugins", "check", "momentum_sign")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "ok    no look-ahead" in ok.stdout and "every check passed" in ok.stdout
+    folder = tmp_path / "local"
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "peeker.yaml").write_text("name: peeker\n")
+    folder.mkdir()
+    (folder / "peeker.py").write_text(PEEKER.replace("CONF", str(tmp_path / "conf")))
+    (tmp_path / "plugins.toml").write_text('[plugins]\npaths = ["local"]\n')
+    bad = treum("plugins", "check", "peeker", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "FAIL  no look-ahead" in bad.stdout and "ok    save/load round trip" in bad.stdout

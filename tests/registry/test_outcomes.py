@@ -163,3 +163,44 @@ def test_hit_rate_counts_predictions_outcomes_and_hits_per_model_and_arm(registr
     assert sorted(p.prediction_id for p in registry.predictions(b.id)) == ["t1", "t2"]
     assert len(registry.predictions(a.id, limit=2)) == 2
     assert registry.inference_times(a.id) == [3, 9] and registry.inference_times(b.id) == []
+
+
+def test_two_concurrent_outcomes_for_one_prediction_cannot_both_win(registry, log_predictions, sign_scorer):
+    """The second writer is refused whether it waits on the row lock (PostgreSQL) or loses the update (SQLite)."""
+    import threading
+
+    from treum.registry.store import Registry
+
+    log_predictions("abc", "abc:gbm")
+    other = Registry(url=registry.url, home=registry.home)
+    a_scoring, b_done = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def slow_scorer(row, actual):
+        a_scoring.set()
+        b_done.wait(timeout=1.0)  # PostgreSQL: B is blocked on our row lock, so this times out
+        return sign_scorer(row, actual)
+
+    def record(label, reg, value, scorer):
+        try:
+            results[label] = reg.record_outcome("abc", value, scorer, label)
+        except RegistryError as exc:
+            results[label] = exc
+        finally:
+            if label == "b":
+                b_done.set()
+
+    a = threading.Thread(target=record, args=("a", registry, 1.0, slow_scorer))
+    a.start()
+    assert a_scoring.wait(timeout=10)
+    b = threading.Thread(target=record, args=("b", other, -1.0, sign_scorer))
+    b.start()
+    a.join(timeout=30)
+    b.join(timeout=30)
+    other.close()
+    winners = {k: v for k, v in results.items() if v == 2}
+    losers = {k: v for k, v in results.items() if isinstance(v, RegistryError)}
+    assert len(winners) == 1 and len(losers) == 1, results
+    value = 1.0 if "a" in winners else -1.0
+    assert set(_outcomes(registry).values()) == {value}
+    assert [r.actor for r in registry.audit_rows()] == list(winners)

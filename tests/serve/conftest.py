@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
-from treum.configuration import compose_plain
-from treum.core.config import build_config
+from treum.commands.compose import compose_plain, to_dict
+from treum.core.config import build_spec_config, config_dict
 from treum.core.data import slice_time
+from treum.core.model import build_model
 from treum.core.plugins import PluginSettings, create_plugin_registry
-from treum.core.tasks import get_task
+from treum.core.task import build_task
 from treum.registry.store import Registry
 from treum.serve.settings import ServeSettings
 
@@ -27,29 +28,43 @@ TRAIN = {  # model: (data set, task config)
 }
 
 
-def fit_and_register(registry: Registry, plugins, name: str, tmp: Path, end: str = "2016-12-31", **overrides):
-    """Fit a model on real data up to ``end`` and register it (validated), as a training run would."""
+def fit_and_register(registry: Registry, plugins, name: str, tmp: Path, end: str = "2016-12-31",
+                     task_config: dict[str, Any] | None = None, **overrides):
+    """Fit a model for its task on real data up to ``end`` and register it (validated), as a training run would."""
     spec = plugins.model(name)
     data, task_cfg = TRAIN[name]
+    task = build_task(plugins.task(spec.task), task_config if task_config is not None else task_cfg)
     cfg = compose_plain([f"model={name}"], plugins)
-    config = build_config(spec, {**OmegaConf.to_container(cfg.model, resolve=True), **FAST.get(name, {}), **overrides})
-    panel = slice_time(plugins.dataset(data).load({}), end=__import__("pandas").Timestamp(end))
-    frame = panel.join(plugins.feature_set("technical").compute(panel, {})).join(
-        get_task(spec.task).make_targets(panel, task_cfg))
-    model = spec.factory(config).fit(frame)
-    path = model.save(tmp / f"{name}-{end}-{len(overrides)}")
+    config = build_spec_config(spec, {**to_dict(cfg.model), **FAST.get(name, {}), **overrides})
+    panel = slice_time(plugins.dataset(data).load({}), end=pd.Timestamp(end))
+    frame = panel.join(plugins.feature_set("technical").compute(panel, {})).join(task.make_targets(panel))
+    model = build_model(spec, config, task).fit(frame)
+    path = model.save(tmp / f"{name}-{end}-{len(overrides)}-{json.dumps(task_config, sort_keys=True)}")
+    metrics = {"auc": 0.5, "n": float(len(frame))}
     return registry.register(
-        name=name, task=spec.task, family=spec.family, config=json.loads(json.dumps(dataclasses.asdict(config))),
-        artifact_dir=path, metrics={"auc": 0.5}, baselines={}, validated=True, data_version="test",
+        name=name, task=spec.task, family=spec.family, config=config_dict(config),
+        artifact_dir=path, metrics=metrics, performance=task.performance_row(metrics), baselines={}, validated=True, data_version="test",
         metadata={"data": data, "features": "technical", "capabilities": sorted(spec.capabilities),
+                  "task_config": task.config_dict(),
                   "entities": sorted(map(str, panel.index.get_level_values("entity").unique()))},
     )
 
 
-def settings(**overrides) -> ServeSettings:
+def serve_values(**overrides) -> dict[str, Any]:
+    """The serve config group as composed from conf/serve/ensemble.yaml, with ``overrides`` merged in (nested)."""
     cfg = compose_plain([], create_plugin_registry(PluginSettings()))
-    values = {**OmegaConf.to_container(cfg.serve, resolve=True), "refresh_seconds": 0, **overrides}
-    return ServeSettings.from_config(values)
+    return _merge({**to_dict(cfg.serve), "refresh_seconds": 0}, overrides)
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def settings(**overrides) -> ServeSettings:
+    return ServeSettings.from_config(serve_values(**overrides))
 
 
 @pytest.fixture(scope="session")

@@ -53,12 +53,15 @@ def test_combined_signal_answers_with_members_regime_and_weights(client):
     assert {m["name"] for m in body["members"]} == {"gbm_direction", "logit_direction", "ts_transformer"}
     assert all(m["status"] == "ok" and m["version"] == "1" for m in body["members"])
     assert body["regime"]["model"] == "markov_regime" and body["regime"]["market"] == "SP500"
+    assert body["regime"]["task"] == "regime" and body["regime"]["label"] == (
+        "bear" if body["regime"]["p_bear"] > 0.5 else "bull")
     expected_weights = {"bull": {"gbm_direction": 0.4, "logit_direction": 0.3, "ts_transformer": 0.3},
                         "bear": {"gbm_direction": 0.2, "logit_direction": 0.5, "ts_transformer": 0.3}}
-    assert body["weights"] == pytest.approx(expected_weights[body["regime"]["regime"]])
+    assert body["weights"] == pytest.approx(expected_weights[body["regime"]["label"]])
+    # the members' task's columns, combined by the weighted mean; its label and extra fields
     combined = sum(body["weights"][m["name"]] * m["p_up"] for m in body["members"])
-    assert body["p_up"] == pytest.approx(combined)
-    assert body["signal"] == ("up" if body["p_up"] > 0.5 else "down")
+    assert body["task"] == "direction" and body["p_up"] == pytest.approx(combined)
+    assert body["label"] == ("up" if body["p_up"] > 0.5 else "down") and body["horizon"] == "1 bar"
     assert body["dropped"] == [] and body["timing_ms"]["total"] > 0
 
 
@@ -96,8 +99,8 @@ def test_a_failing_member_is_dropped_and_the_weights_renormalised(client, servic
 
 
 def test_a_slow_member_times_out_and_too_few_members_is_a_503(serve_home, serve_plugins):
-    svc = Service(settings(member_timeout_ms=50, min_members=3), Registry(home=serve_home), serve_plugins,
-                  start_refresher=False)
+    svc = Service(settings(ensemble={"member_timeout_ms": 50, "min_members": 3}), Registry(home=serve_home),
+                  serve_plugins, start_refresher=False)
     try:
         class Slow:
             spec = svc.live["logit_direction"].model.spec
@@ -115,23 +118,17 @@ def test_a_slow_member_times_out_and_too_few_members_is_a_503(serve_home, serve_
         svc.close()
 
 
-def test_volatility_and_regime_routes(client):
+def test_the_specifications_volatility_and_market_regime_routes(client):
     vol = client.post(f"{API}/predict/volatility", json={"instrument": "SPX"}).json()
-    assert vol["model"] == "garch" and vol["var_h21"] > vol["var_h1"] > 0
+    assert vol["model"] == "garch" and vol["task"] == "volatility" and vol["var_h21"] > vol["var_h1"] > 0
+    assert vol["vol_h1_pct"] == pytest.approx(math.sqrt(vol["var_h1"]))
     assert vol["vol_annualised_pct"] == pytest.approx(math.sqrt(vol["var_h1"]) * math.sqrt(252))
+    # the regime of the market (the regime model's own instrument) as of the instrument's last bar
     reg = client.post(f"{API}/predict/market-regime", json={"instrument": "SPX"}).json()
-    assert reg["regime"] in ("bull", "bear") and reg["p_bear"] + reg["p_bull"] == pytest.approx(1)
+    assert reg["task"] == "regime" and reg["instrument"] == "SPX" and reg["market"] == "SP500"
+    assert reg["label"] in ("bull", "bear") and reg["p_bear"] + reg["p_bull"] == pytest.approx(1)
     missing = client.post(f"{API}/predict/volatility", json={"instrument": "SP500"})
     assert missing.status_code == 422 and "fitted per instrument on SPX" in missing.json()["error"]
-
-
-def test_batch_answers_each_item_with_its_own_status(client):
-    r = client.post(f"{API}/predict/batch", json={"requests": [
-        {"kind": "price", "instrument": "SPX"}, {"kind": "volatility", "instrument": "SPX"},
-        {"kind": "market-regime", "instrument": "SPX"}, {"kind": "price", "instrument": "NOPE"}]})
-    assert r.status_code == 200
-    statuses = [x["status"] for x in r.json()["results"]]
-    assert statuses == [200, 200, 200, 404]
 
 
 @pytest.mark.parametrize("payload,status,message", [
@@ -286,7 +283,8 @@ def test_two_proportion_test_detects_a_real_difference():
 def test_a_deploy_elsewhere_is_picked_up_by_refresh(service, serve_plugins, tmp_path):
     new = fit_and_register(Registry(home=service.registry.home, url=service.registry.url), serve_plugins,
                            "gbm_direction", tmp_path, num_leaves=4)
-    Registry(home=service.registry.home, url=service.registry.url).deploy("gbm_direction", new.model_version, force=True)
+    Registry(home=service.registry.home, url=service.registry.url).deploy("gbm_direction", new.model_version, force=True,
+                                                                          reason="refresh test")
     assert service.refresh() is True
     assert service.live["gbm_direction"].version == "2"
     assert service.refresh() is False
@@ -297,24 +295,29 @@ def test_openapi_document_lists_every_route(client):
     paths = set(doc["paths"])
     for route in ("/models", "/models/{model_id}", "/models/{model_id}/deploy", "/models/{model_id}/retire",
                   "/models/{model_id}/performance", "/models/{model_id}/predictions", "/predict/price",
-                  "/predict/volatility", "/predict/market-regime", "/predict/batch", "/monitoring/performance",
+                  "/predict/{task}", "/predict/batch", "/monitoring/performance",
                   "/health", "/experiments", "/experiments/{experiment_id}/results"):
         assert f"{API}{route}" in paths, route
     price = doc["paths"][f"{API}/predict/price"]["post"]
-    assert "PriceOut" in str(price["responses"]["200"]) and "503" in price["responses"]
+    assert "EnsembleOut" in str(price["responses"]["200"]) and "503" in price["responses"]
+    task = doc["paths"][f"{API}/predict/{{task}}"]["post"]
+    assert "TaskOut" in str(task["responses"]["200"]) and "409" in task["responses"]
 
 
 def test_monitoring_reports_live_models(client):
     client.post(f"{API}/predict/price", json={"instrument": "SPX"})
     body = client.get(f"{API}/monitoring/performance").json()
     assert set(body["models"]) == {"gbm_direction", "logit_direction", "ts_transformer", "garch", "markov_regime"}
+    assert body["models"]["garch"]["task"] == "volatility"
     health = client.get(f"{API}/health").json()
-    assert health["live"]["gbm_direction"]["loaded"] and health["regime_model"] == "markov_regime"
+    assert health["live"]["gbm_direction"]["loaded"] and health["regime"] == {"task": "regime", "model": None}
+    assert health["tasks"]["regime"] == {"model": "markov_regime", "version": "1"}
+    assert health["tasks"]["direction"]["status"] == 409
 
 
 def test_concurrent_requests_share_one_service(service):
     async def many():
-        return await asyncio.gather(*[service.predict_price("SPX", None, f"u{i}") for i in range(20)])
+        return await asyncio.gather(*[service.predict_ensemble("SPX", None, f"u{i}") for i in range(20)])
 
     answers = asyncio.run(many())
     assert len({a["prediction_id"] for a in answers}) == 20
@@ -333,24 +336,8 @@ def test_export_writes_a_config_that_serve_deploy_accepts(tmp_path):
     app = schema.applications[0]
     assert app.import_path == "treum.serve.ray_app:build_app"
     assert app.args["registry_url"] == "postgresql+psycopg://reg@db:5432/treum"
-    assert app.args["settings"]["weights"]["bear"]["logit_direction"] == 0.5
+    assert app.args["settings"]["ensemble"]["weights"]["bear"]["logit_direction"] == 0.5
     # the builder turns those args back into the application
     from treum.serve.ray_app import build_app
 
     assert build_app(app.args) is not None
-
-
-def test_serve_settings_refuse_unknown_members_and_keys():
-    from treum.core.errors import ConfigError
-    from treum.serve.settings import ServeSettings
-
-    base = {"members": {"gbm_direction": {"placement": "local"}},
-            "weights": {"bull": {"gbm_direction": 1.0}, "bear": {"gbm_direction": 1.0}}}
-    with pytest.raises(ConfigError, match=r"serve.weights.bull.gbm_directoin: not a member; did you mean 'gbm_direction'"):
-        ServeSettings.from_config({**base, "weights": {"bull": {"gbm_directoin": 1.0}, "bear": {}}})
-    with pytest.raises(ConfigError, match="placement: must be local or remote"):
-        ServeSettings.from_config({**base, "members": {"gbm_direction": {"placement": "gpu"}}})
-    with pytest.raises(ConfigError, match="serve.prot: unknown key; did you mean 'port'"):
-        ServeSettings.from_config({**base, "prot": 1})
-    with pytest.raises(ConfigError, match="serve.weights.bear is missing"):
-        ServeSettings.from_config({**base, "weights": {"bull": {"gbm_direction": 1.0}}})

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from treum import runner
-from treum.configuration import compose_run
+from treum.commands import run as stages
+from treum.commands.compose import compose_run, model_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +24,10 @@ DIRECTION = {  # model: (min accuracy, AUC range); measured acc / AUC: 0.535 / 0
 
 def _evaluate(plugins, overrides):
     cfg = compose_run(overrides + ["eval.bootstrap=0"], plugins)
-    prep = runner.prepare(cfg, plugins)
+    prep = stages.prepare(cfg, plugins)
     spec = plugins.model(cfg.model.name)
-    config = runner.model_config(plugins, spec.name, overrides)
-    result = runner.evaluate(spec.name, spec, config, prep)
-    baselines = {label: runner.evaluate(label, plugins.model(name), runner.model_config(plugins, name, [], extra), prep)
-                 for label, name, extra in prep.task.baselines}
+    result = stages.evaluate(spec.name, spec, model_config(plugins, spec.name, overrides, own=True), prep)
+    baselines = stages.evaluate_baselines(prep, plugins, [], None)
     return prep, result, baselines
 
 
@@ -48,9 +46,16 @@ def test_gjr_garch_beats_garch11_and_ewma_on_sp500(plugins):
     m = res.metrics  # measured: QLIKE h1 0.491 vs 0.537 (GARCH(1,1)) and 0.587 (EWMA)
     assert m["qlike_h1"] < baselines["garch11"].metrics["qlike_h1"] - 0.02
     assert m["qlike_h1"] < baselines["ewma_0.94"].metrics["qlike_h1"]
-    cmp = prep.task.compare(res.predictions, baselines["garch11"].predictions, prep.task_cfg)
+    cmp = prep.task.compare(res.predictions, baselines["garch11"].predictions)
     assert cmp["dm_stat_h1"] < 0 and cmp["dm_pvalue_h1"] < 0.01
     assert m["vol_error_pct_h21"] < 45  # measured 39.5
+
+
+def test_drawdown_model_of_the_example_plugin_beats_its_base_rate(plugins):
+    """The third-party task's model, through treum's own walk-forward: volatility clusters, so drawdowns do too."""
+    prep, res, baselines = _evaluate(plugins, ["model=drawdown_logit", "data=sp500"])
+    assert res.metrics["n"] == baselines["base_rate"].metrics["n"] > 1900
+    assert res.metrics["auc"] > 0.55 > baselines["base_rate"].metrics["auc"] - 0.01
 
 
 def test_markov_regime_detects_every_bear_market_since_2005(plugins):

@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from typing import Any
 
 from treum.core.config import build_config, build_spec_config
-from treum.core.errors import ConfigError, did_you_mean
+from treum.core.errors import ConfigError, PluginError, did_you_mean
 from treum.core.evaluation import WalkForwardConfig
 from treum.core.plugins import PluginRegistry
 
@@ -62,16 +62,13 @@ def _explain_missing(exc: MissingConfigException, plugins: PluginRegistry) -> Co
         group, choice = m.group(1), m.group(2)
         kind = GROUP_KIND.get(group)
         if kind:
-            names = list(plugins.specs(kind))
-            registered = choice in names
-            if registered:
-                return ConfigError(
-                    f"{group} '{choice}' is registered but has no conf/{group}/{choice}.yaml on the config "
-                    "search path; its plugin must return its conf package from treum_config_searchpath"
-                )
+            try:  # the registry's error names the closest name, or the plugin that plugins.toml switched off
+                plugins.get(kind, choice)
+            except PluginError as err:
+                return ConfigError(str(err))
             return ConfigError(
-                f"{group} '{choice}' is not registered{did_you_mean(choice, names)} "
-                f"(choices: {', '.join(names)}; see `treum plugins list`)"
+                f"{group} '{choice}' is registered but has no conf/{group}/{choice}.yaml on the config "
+                "search path; its plugin must return its conf package from treum_config_searchpath"
             )
         options = getattr(exc, "options", None) or []
         return ConfigError(f"no config '{choice}' in group '{group}'{did_you_mean(choice, options)}; choices: {', '.join(options)}")

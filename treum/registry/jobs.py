@@ -45,7 +45,8 @@ def describe(exc: BaseException) -> str:
 
 
 def _load(s: Session, job_id: uuid.UUID) -> MLTrainingJob:
-    job = s.get(MLTrainingJob, job_id)
+    # locked (PostgreSQL) so that a transition and a concurrent cancel_job cannot both apply
+    job = s.get(MLTrainingJob, job_id, with_for_update=True)
     if job is None:
         raise NotFoundError(f"no training job with id {job_id} (treum registry jobs)")
     return job
@@ -104,7 +105,7 @@ def _cancel_unstarted(s: Session, job_ids: Iterable[uuid.UUID], actor: str, why:
         return []
     rows = list(s.execute(
         select(MLTrainingJob).where(MLTrainingJob.id.in_(ids), MLTrainingJob.status == "queued")
-        .order_by(MLTrainingJob.created_at)
+        .order_by(MLTrainingJob.created_at).with_for_update()
     ).scalars())
     now = utcnow()
     for job in rows:

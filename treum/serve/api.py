@@ -9,27 +9,29 @@ answer) with a message that says what to fix.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import Integer, cast, func, select
 
 from treum.core.errors import ArtifactIntegrityError, NotFoundError, PluginError, RegistryError, TreumError
 from treum.core.model import verify_artifact
-from treum.registry import audit
-from treum.registry.schema import MLModel, MLPrediction, ModelExperiment, utcnow
+from treum.core.task import build_task
+from treum.registry.schema import MLModel
 from treum.registry.store import clean_json
 from treum.serve import schemas as S
 from treum.serve.ab import two_proportion_test
 from treum.serve.bars import RequestError
+from treum.serve.plugin_routes import mount_plugin_routes
 from treum.serve.router import Service
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/ml"
 ERRORS = {400: {"model": S.ErrorOut}, 401: {"model": S.ErrorOut}, 404: {"model": S.ErrorOut},
@@ -53,13 +55,15 @@ def _bars(body: S.PredictRequest) -> list[dict] | None:
     return [b.model_dump() for b in body.bars] if body.bars is not None else None
 
 
-def _outcomes(s, *where) -> tuple[int, int, int]:
-    """(predictions, those with an outcome, correct ones) among the logged predictions matching ``where``."""
-    n, with_outcome, hits = s.execute(
-        select(func.count(), func.count(MLPrediction.is_correct), func.sum(cast(MLPrediction.is_correct, Integer)))
-        .where(*where)
-    ).one()
-    return int(n), int(with_outcome), int(hits or 0)
+def error_status(exc: TreumError) -> int:
+    """The HTTP status of a treum error: unknown names 404, refused registry operations 409, bad values 422."""
+    return 404 if isinstance(exc, (PluginError, NotFoundError)) else 409 if isinstance(exc, RegistryError) else 422
+
+
+def _experiment_out(e) -> dict[str, Any]:
+    return {"id": str(e.id), "name": e.experiment_name, "status": e.status,
+            "control_model_id": str(e.control_model_id), "treatment_model_id": str(e.treatment_model_id),
+            "traffic_allocation": e.traffic_allocation, "start_date": str(e.start_date), "end_date": str(e.end_date)}
 
 
 class ServingLogMiddleware:
@@ -95,7 +99,12 @@ class ServingLogMiddleware:
                 )
 
 
-def create_app(get_service: Callable[[], Service]) -> FastAPI:
+def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastAPI:
+    """The API around the service that ``get_service()`` returns (None while it starts).
+
+    With ``plugins``, the routes that plugins register (``treum_serve_routes``) are mounted
+    under the API prefix; one that clashes with a built-in route is a PluginError here, at start-up.
+    """
     app = FastAPI(
         title="treum",
         version="0.1.0",
@@ -141,8 +150,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
 
     @app.exception_handler(TreumError)
     async def treum_error(_: Request, exc: TreumError):
-        status = 404 if isinstance(exc, (PluginError, NotFoundError)) else 409 if isinstance(exc, RegistryError) else 422
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
 
     def get_model(svc: Service, model_id: uuid.UUID) -> MLModel:
         return svc.registry.get_by_id(model_id)  # NotFoundError answers 404 through the handler above
@@ -172,10 +180,15 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
             raise RequestError(422, str(exc)) from None
         if manifest["model"] != spec.name:
             raise RequestError(422, f"the artifact was saved by model '{manifest['model']}', not '{spec.name}'")
+        # the task it was saved for (task.json), else its task's defaults; served answers are that task's
+        task_file = path / "task.json"
+        task = build_task(svc.plugins.task(spec.task),
+                          json.loads(task_file.read_text()) if task_file.is_file() else {})  # ConfigError: 422
         m = svc.registry.register(
             name=spec.name, task=spec.task, family=spec.family,
-            config=json.loads((path / "config.json").read_text()), artifact_dir=path, metrics={}, baselines={},
-            validated=False, data_version="external", metadata={"source": "api", "reason": body.reason},
+            config=json.loads((path / "config.json").read_text()), artifact_dir=path, metrics={}, performance={},
+            baselines={}, validated=False, data_version="external",
+            metadata={"source": "api", "reason": body.reason, "task_config": task.config_dict()},
             actor=f"api:{actor}",
         )
         return _model_out(m, detail=True)
@@ -209,164 +222,109 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
     def model_predictions(model_id: uuid.UUID, limit: int = Query(50, ge=1, le=1000),
                           svc: Service = Depends(service)) -> list[dict[str, Any]]:
         get_model(svc, model_id)
-        with svc.registry.sessions() as s:
-            rows = s.execute(select(MLPrediction).where(MLPrediction.model_id == model_id)
-                             .order_by(MLPrediction.created_at.desc()).limit(limit)).scalars()
-            return [clean_json({"prediction_id": r.prediction_id, "entity_id": r.entity_id, "created_at": str(r.created_at),
-                             "probability": r.prediction_probability, "value": r.prediction_value,
-                             "class": r.prediction_class, "version": r.model_version, "arm": r.experiment_arm,
-                             "actual_value": r.actual_value, "is_correct": r.is_correct}) for r in rows]
+        return [clean_json({"prediction_id": r.prediction_id, "entity_id": r.entity_id, "created_at": str(r.created_at),
+                            "task": (r.input_features or {}).get("task"), "probability": r.prediction_probability,
+                            "value": r.prediction_value, "class": r.prediction_class, "version": r.model_version,
+                            "arm": r.experiment_arm, "actual_value": r.actual_value, "is_correct": r.is_correct,
+                            "error": r.prediction_error})
+                for r in svc.registry.predictions(model_id, limit)]
 
     # predictions ------------------------------------------------------------
-    @app.post(f"{PREFIX}/predict/price", tags=["predict"], response_model=S.PriceOut, responses=ERRORS,
+    # a JSONResponse skips re-validating an answer against its response model: the hot path's biggest cost
+    @app.post(f"{PREFIX}/predict/price", tags=["predict"], response_model=S.EnsembleOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])
     async def predict_price(body: S.PredictRequest, svc: Service = Depends(service)):
-        bars = _bars(body)
-        # a JSONResponse skips re-validating the answer against PriceOut: the hot path's biggest cost
-        return JSONResponse(clean_json(await svc.predict_price(body.instrument, bars, body.user_id)))
-
-    @app.post(f"{PREFIX}/predict/volatility", tags=["predict"], response_model=S.VolatilityOut, responses=ERRORS,
-              dependencies=[Depends(predict_guard)])
-    async def predict_volatility(body: S.PredictRequest, svc: Service = Depends(service)):
-        bars = _bars(body)
-        return await svc.predict_volatility(body.instrument, bars)
-
-    @app.post(f"{PREFIX}/predict/market-regime", tags=["predict"], response_model=S.MarketRegimeOut,
-              responses=ERRORS, dependencies=[Depends(predict_guard)])
-    async def predict_regime(body: S.PredictRequest, svc: Service = Depends(service)):
-        bars = _bars(body)
-        return await svc.predict_regime(body.instrument, bars)
+        """The ensemble (``serve.ensemble``): the regime's label picks the weights of the members' answers."""
+        return JSONResponse(clean_json(await svc.predict("price", body.instrument, _bars(body), body.user_id)))
 
     @app.post(f"{PREFIX}/predict/batch", tags=["predict"], response_model=S.BatchOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])
     async def predict_batch(body: S.BatchRequest, svc: Service = Depends(service)):
+        """Several predictions of any tasks; each item gets its own status, a bad item does not fail the rest."""
         results = []
         for item in body.requests:
-            bars = _bars(item)
+            out: dict[str, Any] = {"task": item.task, "instrument": item.instrument}
             try:
-                if item.kind == "price":
-                    result = await svc.predict_price(item.instrument, bars, item.user_id)
-                elif item.kind == "volatility":
-                    result = await svc.predict_volatility(item.instrument, bars)
-                else:
-                    result = await svc.predict_regime(item.instrument, bars)
-                results.append({"kind": item.kind, "instrument": item.instrument, "status": 200, "result": clean_json(result)})
+                out.update(status=200, result=clean_json(await svc.predict(item.task, item.instrument, _bars(item),
+                                                                           item.user_id)))
             except RequestError as exc:
-                results.append({"kind": item.kind, "instrument": item.instrument, "status": exc.status, "error": exc.message})
+                out.update(status=exc.status, error=exc.message)
+            except TreumError as exc:
+                out.update(status=error_status(exc), error=str(exc))
+            except Exception:  # one item's bug must not cost the others their answers
+                log.exception("batch item %s/%s failed", item.task, item.instrument)
+                out.update(status=500, error="internal error answering this item; the others are unaffected")
+            results.append(out)
         return {"results": results}
+
+    @app.post(f"{PREFIX}/predict/{{task}}", tags=["predict"], response_model=S.TaskOut, responses=ERRORS,
+              dependencies=[Depends(predict_guard)])
+    async def predict_task(body: S.PredictRequest,
+                           task: str = PathParam(description="a registered task (direction, volatility, ...) or an "
+                                                             "alias of one (serve.aliases)"),
+                           svc: Service = Depends(service)):
+        """Any registered task with a deployed model, in the task's prediction columns.
+
+        The model is ``serve.tasks.<task>.model`` if set, else the task's one deployed model;
+        the specification's named routes (``volatility``, ``market-regime``) are aliases (``serve.aliases``).
+        """
+        return JSONResponse(clean_json(await svc.predict(task, body.instrument, _bars(body), body.user_id)))
 
     # outcomes and experiments ---------------------------------------------------
     @app.post(f"{PREFIX}/predictions/{{prediction_id}}/outcome", tags=["experiments"], responses=ERRORS)
     def record_outcome(prediction_id: str, body: S.OutcomeRequest, actor: str = Depends(require_key),
                        svc: Service = Depends(service)) -> dict[str, Any]:
-        with svc.registry.transaction() as s:
-            rows = list(s.execute(select(MLPrediction).where(
-                (MLPrediction.prediction_id == prediction_id) | MLPrediction.prediction_id.like(f"{prediction_id}:%")
-            )).scalars())
-            if not rows:
-                raise RequestError(404, f"no logged prediction '{prediction_id}' (logs are written within "
-                                        f"{svc.settings.log_flush_seconds:g} s of the answer; retry)")
-            for r in rows:
-                r.actual_value = body.actual_value
-                if r.prediction_probability is not None:
-                    r.is_correct = (r.prediction_probability > 0.5) == (body.actual_value > 0)
-                    r.prediction_error = float(r.prediction_probability - (1.0 if body.actual_value > 0 else 0.0))
-            audit.append(s, f"api:{actor}", "prediction.outcome", "ml_predictions", prediction_id,
-                         {"actual_value": body.actual_value, "rows": len(rows)})
-        return {"prediction_id": prediction_id, "updated": len(rows)}
+        """Record the realised outcome of a prediction; each row is scored by its own task."""
+        updated = svc.record_outcome(prediction_id, body.actual_value, f"api:{actor}")
+        return {"prediction_id": prediction_id, "updated": updated}
 
     @app.get(f"{PREFIX}/experiments", tags=["experiments"])
     def list_experiments(svc: Service = Depends(service)) -> list[dict[str, Any]]:
-        with svc.registry.sessions() as s:
-            return [{"id": str(e.id), "name": e.experiment_name, "status": e.status,
-                     "control_model_id": str(e.control_model_id), "treatment_model_id": str(e.treatment_model_id),
-                     "traffic_allocation": e.traffic_allocation, "start_date": str(e.start_date),
-                     "end_date": str(e.end_date)} for e in s.execute(select(ModelExperiment)).scalars()]
+        return [_experiment_out(e) for e in svc.registry.list_experiments()]
 
     @app.post(f"{PREFIX}/experiments", tags=["experiments"], status_code=201, responses=ERRORS)
     def create_experiment(body: S.ExperimentRequest, actor: str = Depends(require_key),
                           svc: Service = Depends(service)) -> dict[str, Any]:
-        control, treatment = get_model(svc, body.control_model_id), get_model(svc, body.treatment_model_id)
-        if control.model_name != treatment.model_name:
-            raise RequestError(422, f"an experiment compares two versions of one model; got '{control.model_name}' "
-                                    f"and '{treatment.model_name}'")
-        if control.id == treatment.id:
-            raise RequestError(422, "control and treatment are the same version")
-        for m in (control, treatment):
-            if m.deployment_status == "retired":
-                raise RequestError(409, f"{m.model_name} v{m.model_version} is retired")
-        with svc.registry.transaction() as s:
-            running = s.execute(select(ModelExperiment).where(ModelExperiment.status == "running")).scalars()
-            for e in running:
-                other = s.get(MLModel, e.control_model_id)
-                if other is not None and other.model_name == control.model_name:
-                    raise RequestError(409, f"experiment '{e.experiment_name}' already splits '{control.model_name}'; stop it first")
-            now = utcnow()
-            exp = ModelExperiment(
-                experiment_name=body.name, experiment_description=body.description, control_model_id=control.id,
-                treatment_model_id=treatment.id,
-                traffic_allocation={"control": 100 - body.treatment_percent, "treatment": body.treatment_percent},
-                success_metrics=["hit_rate"], start_date=now, end_date=now + timedelta(days=body.days), status="running",
-            )
-            s.add(exp)
-            s.flush()
-            audit.append(s, f"api:{actor}", "experiment.create", "model_experiments", exp.id,
-                         {"name": body.name, "control": str(control.id), "treatment": str(treatment.id),
-                          "treatment_percent": body.treatment_percent})
-            exp_id = str(exp.id)
+        exp = svc.registry.create_experiment(body.name, body.control_model_id, body.treatment_model_id,
+                                             body.treatment_percent, body.description, body.days, f"api:{actor}")
         svc.refresh()
-        return {"id": exp_id, "name": body.name, "status": "running"}
+        return {"id": str(exp.id), "name": exp.experiment_name, "status": exp.status}
 
     @app.put(f"{PREFIX}/experiments/{{experiment_id}}/stop", tags=["experiments"], responses=ERRORS)
     def stop_experiment(experiment_id: uuid.UUID, actor: str = Depends(require_key),
                         svc: Service = Depends(service)) -> dict[str, Any]:
-        with svc.registry.transaction() as s:
-            exp = s.get(ModelExperiment, experiment_id)
-            if exp is None:
-                raise RequestError(404, f"no experiment {experiment_id}")
-            exp.status = "stopped"
-            audit.append(s, f"api:{actor}", "experiment.stop", "model_experiments", exp.id, {})
+        exp = svc.registry.stop_experiment(experiment_id, f"api:{actor}")
         svc.refresh()
-        return {"id": str(experiment_id), "status": "stopped"}
+        return {"id": str(exp.id), "status": exp.status}
 
     @app.get(f"{PREFIX}/experiments/{{experiment_id}}/results", tags=["experiments"], responses=ERRORS)
     def experiment_results(experiment_id: uuid.UUID, svc: Service = Depends(service)) -> dict[str, Any]:
-        with svc.registry.sessions() as s:
-            exp = s.get(ModelExperiment, experiment_id)
-            if exp is None:
-                raise RequestError(404, f"no experiment {experiment_id}")
-            arms = {}
-            for arm, model_id in (("control", exp.control_model_id), ("treatment", exp.treatment_model_id)):
-                n, with_outcome, hits = _outcomes(s, MLPrediction.model_id == model_id, MLPrediction.experiment_arm == arm)
-                arms[arm] = {"model_id": str(model_id), "predictions": n, "outcomes": with_outcome, "hits": hits,
-                             "hit_rate": hits / with_outcome if with_outcome else None}
-        test = two_proportion_test(arms["control"]["hits"], arms["control"]["outcomes"],
-                                   arms["treatment"]["hits"], arms["treatment"]["outcomes"])
-        return clean_json({"id": str(experiment_id), "name": exp.experiment_name, "status": exp.status, "arms": arms,
-                        "test": {"method": "two-proportion z-test on hit rates", **test} if test["p_value"] is not None
-                        else {"method": "two-proportion z-test on hit rates", "note": "no outcomes in one arm yet"}})
+        res = svc.registry.experiment_results(experiment_id)
+        control, treatment = res["arms"]["control"], res["arms"]["treatment"]
+        test = two_proportion_test(control["hits"], control["outcomes"], treatment["hits"], treatment["outcomes"])
+        method = {"method": "two-proportion z-test on hit rates"}
+        res["test"] = {**method, **test} if test["p_value"] is not None else {**method, "note": "no outcomes in one arm yet"}
+        return clean_json(res)
 
     # monitoring ----------------------------------------------------------------
     @app.get(f"{PREFIX}/monitoring/performance", tags=["monitoring"])
     def monitoring_performance(svc: Service = Depends(service)) -> dict[str, Any]:
         out = {}
-        with svc.registry.sessions() as s:
-            for name, live in svc.live.items():
-                mid = uuid.UUID(live.id)
-                times = [t for (t,) in s.execute(select(MLPrediction.inference_time_ms).where(
-                    MLPrediction.model_id == mid, MLPrediction.inference_time_ms.is_not(None)))]
-                n, with_outcome, hits = _outcomes(s, MLPrediction.model_id == mid)
-                row = s.get(MLModel, mid)
-                times.sort()
-                out[name] = {
-                    "version": live.version, "predictions": n,
-                    "latency_ms_mean": (sum(times) / len(times)) if times else None,
-                    "latency_ms_p95": times[int(0.95 * (len(times) - 1))] if times else None,
-                    "outcomes": with_outcome, "live_hit_rate": hits / with_outcome if with_outcome else None,
-                    "walk_forward": (row.custom_metrics or {}).get("walk_forward") if row else None,
-                }
+        for name, live in svc.live.items():
+            times = svc.registry.inference_times(live.id)
+            n, with_outcome, hits = svc.registry.hit_rate(live.id)
+            row = svc.registry.get_by_id(live.id)
+            out[name] = {
+                "version": live.version, "task": live.task_name, "predictions": n,
+                "latency_ms_mean": (sum(times) / len(times)) if times else None,
+                "latency_ms_p95": times[int(0.95 * (len(times) - 1))] if times else None,
+                "outcomes": with_outcome, "live_hit_rate": hits / with_outcome if with_outcome else None,
+                "walk_forward": (row.custom_metrics or {}).get("walk_forward"),
+            }
         return clean_json({"models": out, "cache": {"hits": svc.cache.hits, "misses": svc.cache.misses},
-                        "logs_written": svc.log.written})
+                           "logs_written": svc.log.written})
 
+    if plugins is not None:
+        mount_plugin_routes(app, plugins, PREFIX, get_service)
     app.add_middleware(ServingLogMiddleware, get_service=get_service)
     return app

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,17 @@ class RequestError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass
+class Source:
+    """The bars a request is answered from: stored ones (located, not copied) or the ones it sent."""
+
+    instrument: str
+    last: str  # ISO time of the last bar
+    digest: str  # digest of sent bars, or 'stored'
+    rows: Callable[[], pd.DataFrame]
+    sent: bool
 
 
 class BarStore:

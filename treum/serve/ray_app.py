@@ -1,9 +1,10 @@
 """Ray Serve wrappers: thin classes around ``Service`` and the FastAPI app.
 
 - ``Router``: the ingress deployment; its replica holds a ``Service`` (registry,
-  live models with ``local`` placement, cache, log writer) and serves the app.
+  live models with ``local`` placement, cache, log writer) and serves the app,
+  built in the replica (with the plugins' routes) once the service exists.
 - ``ModelReplica``: one deployment per ``remote`` member; it loads the version
-  the router names (verifying its artifact) and answers for the last bar.
+  the router names (verifying its artifact) with its task and answers for the last bar.
 
 ``build_app(args)`` is an application builder, so an exported config can name
 it in ``import_path`` for ``serve deploy`` on a cluster.
@@ -18,18 +19,7 @@ from typing import Any
 
 from ray import serve
 
-from treum.serve.api import create_app
-
 log = logging.getLogger(__name__)
-_STATE: dict[str, Any] = {"service": None}
-
-
-def current_service():
-    """The replica's Service (a module-level function, so the pickled app finds this module's state)."""
-    return _STATE["service"]
-
-
-fastapi_app = create_app(current_service)
 
 
 def _registry(args: dict):
@@ -61,7 +51,11 @@ class ModelReplica:
     def _model(self, model_id: str, name: str, version: str):
         model = self.models.get(model_id)
         if model is None:
-            model = self.registry.load(name, version, self.plugins.specs("models"))
+            from treum.serve.live import load_version, task_of
+
+            row = self.registry.get_by_id(model_id)
+            task = task_of(self.plugins, row.model_type, row.model_metadata)
+            model = load_version(self.registry, self.plugins, row.artifact_sha256, task)
             self.models = {model_id: model, **{k: v for k, v in list(self.models.items())[:3]}}
         return model
 
@@ -71,13 +65,13 @@ class ModelReplica:
         return True
 
     def predict(self, model_id: str, name: str, version: str, frame, columns: tuple[str, ...]) -> dict[str, float]:
-        from treum.serve.router import predict_last
+        from treum.serve.live import predict_last
 
         return predict_last(self._model(model_id, name, version), frame, columns)
 
 
 @serve.deployment(name="router", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, logging_config=QUIET)
-@serve.ingress(fastapi_app)
+@serve.ingress()
 class Router:
     def __init__(self, args: dict, members: dict):
         from treum.serve.router import Service
@@ -99,10 +93,13 @@ class Router:
             _plugins(args),
             {name: RemoteMember(handle) for name, handle in members.items()},
         )
-        # Serve pickles this class by value, so its globals are a copy: reach the module's own state
-        import importlib
 
-        importlib.import_module("treum.serve.ray_app")._STATE["service"] = self.service
+    def __serve_build_asgi_app__(self):
+        """The app, built in the replica once the service exists: it mounts the plugins' routes."""
+        from treum.serve.api import create_app
+
+        service = self.service
+        return create_app(lambda: service, service.plugins)
 
     def __del__(self):
         service = getattr(self, "service", None)
@@ -112,12 +109,23 @@ class Router:
 
 def build_app(args: dict):
     """The Serve application from builder args: ``settings`` (the serve config), ``registry_url``, ``home``."""
+    ensemble = args["settings"].get("ensemble") or {}
     members = {
         name: ModelReplica.options(name=f"member-{name}").bind(args)
-        for name, spec in (args["settings"].get("members") or {}).items()
+        for name, spec in (ensemble.get("members") or {}).items()
         if (spec or {}).get("placement") == "remote"
     }
     return Router.bind(args, members)
+
+
+def check_start(settings, plugins_toml: Path | None = None) -> None:
+    """What the replicas would refuse, refused here first: config names and plugin routes that clash."""
+    from treum.serve.api import create_app
+    from treum.serve.settings import check_plugins
+
+    plugins = _plugins({"plugins_toml": str(plugins_toml) if plugins_toml else None})
+    check_plugins(settings, plugins)
+    create_app(lambda: None, plugins)
 
 
 def serve_env(settings) -> dict[str, str]:
@@ -147,6 +155,7 @@ def start(settings, registry_url: str | None, home: Path | None, plugins_toml: P
     """Start Ray (or join ``settings.address``) and run the application; returns once it is healthy."""
     import ray
 
+    check_start(settings, plugins_toml)
     env = serve_env(settings)
     os.environ.update(env)  # Ray's local processes inherit it
     if not ray.is_initialized():
@@ -179,6 +188,7 @@ def export_config(settings, registry_url: str | None, home: Path | None, path: P
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
+    check_start(settings)
     args = builder_args(settings, registry_url, home)
     config = {
         "proxy_location": "EveryNode",

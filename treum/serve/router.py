@@ -1,9 +1,13 @@
-"""The serving logic, in plain Python: live models, the regime router, ensembles, cache, A/B, logs.
+"""The serving logic, in plain Python: live models, task routing, the regime router, the ensemble, cache, A/B, logs.
 
 ``Service`` is what the HTTP routes call. It reads the registry's deployments
 (and re-reads them every ``refresh_seconds``, so a deploy is picked up without
-a restart), loads the live versions, and answers predictions. Ray Serve only
-wraps it (``treum.serve.ray_app``); tests call it in-process.
+a restart), loads the live versions with their tasks, and answers predictions.
+Everything that depends on what a prediction means (its columns, label, extra
+fields, what is logged, how an outcome is scored) comes from the version's task;
+which model answers a task, the aliases, the regime task and the ensemble come
+from the config (``treum.serve.settings``). Ray Serve only wraps this
+(``treum.serve.ray_app``); tests call it in-process.
 """
 
 from __future__ import annotations
@@ -15,77 +19,33 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import select
-
-from treum.core.tasks import get_task
-from treum.registry.schema import MLModel, ModelExperiment
+from treum.core.errors import NotFoundError, did_you_mean
+from treum.core.task import Task
+from treum.registry.schema import MLModel
 from treum.registry.store import Registry
 from treum.serve.ab import assign_arm
-from treum.serve.bars import BarStore, RequestError, bars_digest, panel_from_bars
+from treum.serve.bars import BarStore, RequestError, Source, bars_digest, panel_from_bars
 from treum.serve.cache import LRUCache, cache_key, make_cache
+from treum.serve.ensemble import MemberAnswer, combine
+from treum.serve.live import Experiment, LiveModel, load_version, predict_last, task_of
 from treum.serve.logwriter import BatchLogWriter
-from treum.serve.settings import ServeSettings
+from treum.serve.outcomes import TaskScorer, record_outcome
+from treum.serve.prediction_log import ensemble_rows, single_row
+from treum.serve.settings import ENSEMBLE_ROUTE, ServeSettings, check_plugins
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class LiveModel:
-    """A registered version the service can answer with."""
-
-    id: str
-    name: str
-    version: str
-    task: str
-    sha256: str
-    status: str
-    features: str
-    entities: tuple[str, ...] = ()
-    model: Any = None  # loaded in this process (local placement), or None (remote)
-    error: str | None = None  # why it could not be loaded
-
-
-@dataclass
-class Experiment:
-    id: str
-    name: str
-    model_name: str
-    control: LiveModel
-    treatment: LiveModel
-    treatment_percent: float
-
-
-@dataclass
-class MemberAnswer:
-    name: str
-    version: str | None
-    status: str  # ok, failed, timeout, not deployed
-    value: float | None = None
-    latency_ms: float = 0.0
-    error: str | None = None
-    arm: str | None = None
-    model_id: str | None = None
-    cached: bool = False
-
-
-def predict_last(model: Any, frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, float]:
-    """A model's answer for the frame's last bar; a sequential model reads the whole frame as context."""
-    data = frame if "sequential" in model.spec.capabilities else frame.iloc[[-1]]
-    row = model.predict(data).iloc[-1]
-    values = {c: float(row[c]) for c in columns}
-    if not all(np.isfinite(v) for v in values.values()):
-        raise RequestError(422, f"{model.spec.name} has no prediction for the last bar (too few bars for its window?)")
-    return values
-
-
 def _now_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
+
+
+def _shown(head: dict[str, Any], values: dict[str, float], task: Task) -> dict[str, Any]:
+    """An answer: ``head``, then each prediction column, the task's label and its extra fields."""
+    extra = {**values, "label": task.label(values), **task.describe(values)}
+    return {**head, **{k: v for k, v in extra.items() if k not in head}}
 
 
 class Service:
@@ -99,6 +59,7 @@ class Service:
         remote_members: dict[str, Any] | None = None,
         start_refresher: bool = True,
     ):
+        check_plugins(settings, plugins)
         self.settings = settings
         self.registry = registry
         self.plugins = plugins
@@ -107,7 +68,7 @@ class Service:
         self.frames = LRUCache(256)
         self.log = BatchLogWriter(registry.sessions, settings.log_batch_size, settings.log_flush_seconds)
         self.bars = BarStore(plugins, [])
-        self.live: dict[str, LiveModel] = {}
+        self.live: dict[str, LiveModel] = {}  # by model name: the deployed version
         self.experiments: dict[str, Experiment] = {}
         self._loaded: dict[str, LiveModel] = {}  # by model id: versions stay loaded while in use
         self._inflight: dict[str, asyncio.Future] = {}
@@ -120,33 +81,38 @@ class Service:
             self._refresher.start()
 
     # registry state -----------------------------------------------------
+    def _placement(self, name: str) -> str:
+        ensemble = self.settings.ensemble
+        member = ensemble.members.get(name) if ensemble is not None else None
+        return member.placement if member is not None else "local"
+
     def _live_model(self, row: MLModel) -> LiveModel:
         key = str(row.id)
         if key in self._loaded:
             self._loaded[key].status = row.deployment_status
             return self._loaded[key]
         meta = row.model_metadata or {}
-        live = LiveModel(
-            id=key,
-            name=row.model_name,
-            version=row.model_version,
-            task=row.model_type,
-            sha256=row.artifact_sha256 or "",
-            status=row.deployment_status,
-            features=meta.get("features", "technical"),
-        )
-        placement = next((m.placement for m in self.settings.members if m.name == row.model_name), "local")
-        if placement == "remote" and row.model_name in self.remote:
+        live = LiveModel(id=key, name=row.model_name, version=row.model_version, task=None, task_name=row.model_type,
+                         sha256=row.artifact_sha256 or "", status=row.deployment_status,
+                         features=meta.get("features", "technical"))
+        try:
+            live.task = task_of(self.plugins, row.model_type, meta)
+        except Exception as exc:  # its task plugin switched off, or a config the task no longer accepts
+            live.error = f"{type(exc).__name__}: {exc}"
+            log.error("cannot build the task of %s: %s", live.label, live.error)
+        if live.task is None:
+            pass
+        elif self._placement(row.model_name) == "remote" and row.model_name in self.remote:
             try:
                 self.remote[row.model_name].warm(key, row.model_name, row.model_version)
             except Exception as exc:
-                log.warning("warming %s v%s failed: %s", row.model_name, row.model_version, exc)
+                log.warning("warming %s failed: %s", live.label, exc)
         else:
             try:
-                live.model = self.registry.load(row.model_name, row.model_version, self.plugins.specs("models"))
-            except Exception as exc:  # an artifact that changed, a plugin switched off: the member is down
+                live.model = load_version(self.registry, self.plugins, live.sha256, live.task)
+            except Exception as exc:  # an artifact that changed, a plugin switched off: the model is down
                 live.error = f"{type(exc).__name__}: {exc}"
-                log.error("cannot load %s v%s: %s", row.model_name, row.model_version, live.error)
+                log.error("cannot load %s: %s", live.label, live.error)
         if meta.get("data"):
             self.bars.add_dataset(meta["data"])
         # the instruments it was fitted on (per-instrument models such as GARCH know no others)
@@ -156,17 +122,15 @@ class Service:
 
     def refresh(self) -> bool:
         """Re-read deployments and running experiments; returns whether anything changed."""
-        with self.registry.sessions() as s:
-            rows = list(s.execute(select(MLModel).where(MLModel.deployment_status == "deployed")).scalars())
-            exp_rows = list(s.execute(select(ModelExperiment).where(ModelExperiment.status == "running")).scalars())
-            exp_models = {
-                m.id: m
-                for m in s.execute(
-                    select(MLModel).where(
-                        MLModel.id.in_([e.control_model_id for e in exp_rows] + [e.treatment_model_id for e in exp_rows])
-                    )
-                ).scalars()
-            } if exp_rows else {}
+        rows = self._deployed_rows()
+        exp_rows = self.registry.list_experiments("running")
+        ids = {e.control_model_id for e in exp_rows} | {e.treatment_model_id for e in exp_rows}
+        exp_models = {}
+        for model_id in ids:
+            try:
+                exp_models[model_id] = self.registry.get_by_id(model_id)
+            except NotFoundError:
+                continue
         with self._lock:
             before = {n: m.id for n, m in self.live.items()}, set(self.experiments)
             live = {row.model_name: self._live_model(row) for row in rows}
@@ -187,6 +151,9 @@ class Service:
             self._loaded = {k: v for k, v in self._loaded.items() if k in in_use}
             return before != ({n: m.id for n, m in live.items()}, set(experiments))
 
+    def _deployed_rows(self) -> list[MLModel]:
+        return [m for m in self.registry.list_models() if m.deployment_status == "deployed"]
+
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.settings.refresh_seconds):
             try:
@@ -201,35 +168,55 @@ class Service:
         self.log.close()
         self.registry.close()
 
-    # inputs -------------------------------------------------------------
-    def frame(self, instrument: str, bars: list[dict] | None, feature_set: str = "technical",
-              as_of: pd.Timestamp | None = None) -> tuple[pd.DataFrame, str, str]:
-        """The bars with features: (frame, last bar time, digest of sent bars or 'stored').
+    # which model answers ---------------------------------------------------
+    def route_names(self) -> list[str]:
+        """What ``/predict/<name>`` accepts: the registered tasks, the aliases, and the ensemble."""
+        names = list(self.plugins.specs("tasks")) + list(self.settings.aliases)
+        return names + ([ENSEMBLE_ROUTE] if self.settings.ensemble is not None else [])
 
-        Stored bars are located by binary search and their features come from a cache
-        keyed by (instrument, last bar time), so a repeated request slices nothing.
+    def _unknown_route(self, name: str) -> RequestError:
+        tasks = list(self.plugins.specs("tasks"))
+        aliases = list(self.settings.aliases)
+        also = f"; aliases: {', '.join(aliases)}" if aliases else ""
+        if self.settings.ensemble is not None:
+            also += f"; '{ENSEMBLE_ROUTE}': the ensemble of {self.settings.ensemble.task} models"
+        return RequestError(404, f"unknown task '{name}'{did_you_mean(name, self.route_names())} "
+                                 f"(registered tasks: {', '.join(tasks) or 'none'}{also})")
+
+    def deployed_of(self, task: str) -> list[LiveModel]:
+        """The deployed versions whose task is ``task``, by name."""
+        return sorted((m for m in self.live.values() if m.task_name == task), key=lambda m: m.name)
+
+    def model_for_task(self, task: str, chosen: str | None = None, key: str | None = None) -> LiveModel:
+        """The deployed version that answers ``task``: ``chosen`` (config), else the only deployed one of the task.
+
+        Unknown task: 404; nothing deployed: 503 saying how to deploy; several deployed and
+        none configured: 409 listing them.
         """
-        s = self.settings
-        if bars is not None:
-            panel = panel_from_bars(instrument, bars, s.min_bars, s.max_bars)
-            digest = bars_digest(panel)
-            last = str(panel.index.get_level_values("timestamp")[-1].isoformat())
-            return self._features(lambda: panel, f"{instrument}|{last}|{digest}", feature_set), last, digest
-        start, stop, last_ts = self.bars.locate(instrument, s.context_bars, as_of)
-        last = last_ts.isoformat()
-        frame = self._features(lambda: self.bars.rows(instrument, start, stop), f"{instrument}|{last}|stored", feature_set)
-        return frame, last, "stored"
+        if task not in self.plugins.specs("tasks"):
+            raise self._unknown_route(task)
+        if chosen is None:
+            chosen, key = self.settings.model_for(task), f"serve.tasks.{task}.model"
+        if chosen is not None:
+            live = self.live.get(chosen)
+            if live is None:
+                raise RequestError(503, f"{key} is '{chosen}', which has no deployed version; deploy one with "
+                                        f"`treum registry deploy {chosen}`")
+            return live
+        deployed = self.deployed_of(task)
+        if not deployed:
+            models = [n for n, s in self.plugins.specs("models").items() if s.task == task and not s.baseline]
+            raise RequestError(
+                503, f"no model of task '{task}' is deployed; train one (`treum train task={task} model=NAME`) and "
+                     f"deploy it with `treum registry deploy NAME` (models of task '{task}': "
+                     f"{', '.join(models) or 'none registered'})")
+        if len(deployed) > 1:
+            raise RequestError(
+                409, f"{len(deployed)} deployed models answer task '{task}': "
+                     f"{', '.join(m.label for m in deployed)}; set serve.tasks.{task}.model to the one that should "
+                     f"(e.g. `treum serve +serve.tasks.{task}.model={deployed[0].name}`)")
+        return deployed[0]
 
-    def _features(self, panel: Callable[[], pd.DataFrame], key: str, feature_set: str) -> pd.DataFrame:
-        key = f"{key}|{feature_set}"
-        frame = self.frames.get(key)
-        if frame is None:
-            rows = panel()
-            frame = rows.join(self.plugins.feature_set(feature_set).compute(rows, {}))
-            self.frames.set(key, frame)
-        return frame
-
-    # members ------------------------------------------------------------
     def _resolve(self, name: str, user_id: str | None) -> tuple[LiveModel | None, str | None, str | None]:
         """The version a user gets for a model name: an experiment's arm, or the live version."""
         for exp in self.experiments.values():
@@ -238,6 +225,33 @@ class Service:
                 return (exp.treatment if arm == "treatment" else exp.control), arm, exp.id
         return self.live.get(name), None, None
 
+    def _usable(self, live: LiveModel) -> Task:
+        if live.task is None or (live.model is None and live.name not in self.remote):
+            raise RequestError(503, f"the deployed {live.label} cannot be loaded: {live.error}")
+        return live.task
+
+    # inputs -------------------------------------------------------------
+    def source(self, instrument: str, bars: list[dict] | None, as_of: pd.Timestamp | None = None) -> Source:
+        """The bars of a request: sent ones (validated) or the stored ones up to ``as_of``."""
+        s = self.settings
+        if bars is not None:
+            panel = panel_from_bars(instrument, bars, s.min_bars, s.max_bars)
+            last = str(panel.index.get_level_values("timestamp")[-1].isoformat())
+            return Source(instrument, last, bars_digest(panel), lambda: panel, True)
+        start, stop, last_ts = self.bars.locate(instrument, s.context_bars, as_of)
+        return Source(instrument, last_ts.isoformat(), "stored", lambda: self.bars.rows(instrument, start, stop), False)
+
+    def frame(self, source: Source, feature_set: str = "technical") -> pd.DataFrame:
+        """The bars with features; cached by (instrument, last bar, digest, feature set), so a repeat slices nothing."""
+        key = f"{source.instrument}|{source.last}|{source.digest}|{feature_set}"
+        frame = self.frames.get(key)
+        if frame is None:
+            rows = source.rows()
+            frame = rows.join(self.plugins.feature_set(feature_set).compute(rows, {}))
+            self.frames.set(key, frame)
+        return frame
+
+    # calling a model ------------------------------------------------------
     async def _call(self, live: LiveModel, frame: pd.DataFrame, columns: tuple[str, ...], instrument: str,
                     last: str, digest: str, timeout_s: float | None) -> tuple[dict[str, float], bool]:
         """One prediction of the last bar, every asked column at once, through the cache."""
@@ -249,7 +263,7 @@ class Service:
         task = self._inflight.get(key)
         if task is None or task.get_loop() is not asyncio.get_running_loop():  # a stopped loop's leftover
             if live.model is None and live.name not in self.remote:
-                raise RuntimeError(live.error or f"{live.name} v{live.version} is not loaded")
+                raise RuntimeError(live.error or f"{live.label} is not loaded")
             task = asyncio.ensure_future(self._compute(live, frame, columns, key))
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
@@ -266,167 +280,152 @@ class Service:
         self.cache.set(key, values)
         return values
 
-    async def _answer(self, live: LiveModel, frame: pd.DataFrame, columns: tuple[str, ...], instrument: str,
-                      last: str, digest: str) -> tuple[dict[str, float], bool]:
-        """``_call`` for a single model's route: a model that cannot answer is the request's 422."""
+    async def _answer(self, live: LiveModel, source: Source) -> tuple[dict[str, float], bool]:
+        """A single model's answer for the source's last bar: a model that cannot answer is the request's 422."""
+        task = self._usable(live)
+        frame = self.frame(source, live.features)
         try:
-            return await self._call(live, frame, columns, instrument, last, digest, None)
+            return await self._call(live, frame, task.prediction_columns(), source.instrument, source.last,
+                                    source.digest, None)
         except RequestError:
             raise
         except Exception as exc:
-            raise RequestError(422, f"{live.name} cannot answer for {instrument} as of {last}: {exc}") from None
+            raise RequestError(422, f"{live.name} cannot answer for {source.instrument} as of {source.last}: {exc}") from None
 
-    async def _member(self, name: str, frame, instrument, last, digest, user_id) -> MemberAnswer:
+    # routes -------------------------------------------------------------
+    async def predict(self, name: str, instrument: str, bars: list[dict] | None, user_id: str | None) -> dict:
+        """``/predict/<name>``: a task, an alias of one (``serve.aliases``), or the ensemble (``price``)."""
+        if name == ENSEMBLE_ROUTE and self.settings.ensemble is not None:
+            return await self.predict_ensemble(instrument, bars, user_id)
+        alias = self.settings.aliases.get(name)
+        if alias is not None:
+            return await self.predict_task(alias.task, instrument, bars, user_id, market=alias.instrument == "market")
+        if name == ENSEMBLE_ROUTE:
+            raise RequestError(404, f"'/predict/{ENSEMBLE_ROUTE}' answers the ensemble, and none is configured: "
+                                    "add serve.ensemble (see conf/serve/ensemble.yaml)")
+        return await self.predict_task(name, instrument, bars, user_id)
+
+    async def predict_task(self, task: str, instrument: str, bars: list[dict] | None, user_id: str | None = None,
+                           market: bool = False) -> dict:
+        """A task's answer from the model that answers it, in the task's prediction columns.
+
+        ``market``: read the model's own market (the first instrument it was fitted on) as of
+        the instrument's last bar, instead of the instrument.
+        """
+        named = self.model_for_task(task)
+        live, arm, _ = self._resolve(named.name, user_id)
+        source = self.source(instrument, bars)
+        head = {"prediction_id": uuid.uuid4().hex, "task": task, "instrument": instrument}
+        if market:
+            source = self.source(self._market(live), None, pd.Timestamp(source.last))
+            head["market"] = source.instrument
+        values, cached = await self._answer(live, source)
+        answer = _shown({**head, "as_of": source.last, "model": live.name, "version": live.version,
+                         "model_id": live.id}, values, live.task)
+        answer["cached"] = cached
+        self._log_single(answer["prediction_id"], live, source, values, arm)
+        return answer
+
+    def _market(self, live: LiveModel) -> str:
+        if not live.entities:
+            raise RequestError(503, f"{live.label} names no instrument it was fitted on, so it has no market to read")
+        return live.entities[0]
+
+    async def regime(self, as_of: pd.Timestamp | None = None) -> dict:
+        """The market state as of a time: ``label()`` of the regime task's answer on its model's own market."""
+        cfg = self.settings.regime
+        if cfg is None:
+            raise RequestError(404, "no regime task is configured: add serve.regime (see conf/serve/ensemble.yaml)")
+        live = self.model_for_task(cfg.task, cfg.model, "serve.regime.model")
+        source = self.source(self._market(live), None, as_of)
+        values, cached = await self._answer(live, source)
+        return _shown({"task": live.task_name, "market": source.instrument, "as_of": source.last, "model": live.name,
+                       "version": live.version, "model_id": live.id}, values, live.task) | {"cached": cached}
+
+    async def predict_ensemble(self, instrument: str, bars: list[dict] | None, user_id: str | None) -> dict:
+        """The combined answer: the regime's label picks the weights, the members answer together."""
+        ens = self.settings.ensemble
+        if ens is None:
+            raise RequestError(404, "no ensemble is configured: add serve.ensemble (see conf/serve/ensemble.yaml)")
+        start = time.perf_counter()
+        source = self.source(instrument, bars)
+        regime = await self.regime(pd.Timestamp(source.last))
+        weights = ens.weights.get(str(regime["label"]))
+        if weights is None:
+            raise RequestError(
+                503, f"the regime model {regime['model']} v{regime['version']} says '{regime['label']}', and "
+                     f"serve.ensemble.weights has no entry for it (entries: {', '.join(ens.weights)})")
+        t_members = time.perf_counter()
+        answers = list(await asyncio.gather(*[self._member(name, source, user_id) for name in ens.members]))
+        members_ms = _now_ms(t_members)
+        first = next((a for a in answers if a.status == "ok"), None)
+        columns = first.task.prediction_columns() if first is not None else ()
+        for a in answers:  # the weighted mean needs one set of columns
+            if a.status == "ok" and a.task.prediction_columns() != columns:
+                a.status, a.error = "failed", (f"predicts {list(a.task.prediction_columns())}; the ensemble combines "
+                                               f"{list(columns)} (from {first.name})")
+        combined = combine(answers, weights, columns, ens.min_members)
+        task = combined.answered[0].task
+        head = {"prediction_id": uuid.uuid4().hex, "task": ens.task, "instrument": instrument, "as_of": source.last}
+        answer = _shown(head, combined.values, task)
+        answer.update({
+            "regime": {k: v for k, v in regime.items() if k != "cached"},
+            "weights": combined.used,
+            "configured_weights": dict(weights),
+            "members": [a.as_dict(columns) for a in answers],
+            "dropped": combined.dropped,
+            "timing_ms": {"members": members_ms, "total": _now_ms(start)},
+        })
+        self._log_ensemble(answer, answers, task, combined.values, regime, source)
+        return answer
+
+    async def _member(self, name: str, source: Source, user_id: str | None) -> MemberAnswer:
         live, arm, _ = self._resolve(name, user_id)
         if live is None:
             return MemberAnswer(name, None, "not deployed", error=f"no deployed version of '{name}'")
         start = time.perf_counter()
+        task = live.task
         try:
-            values, cached = await self._call(live, frame, ("p_up",), instrument, last, digest,
-                                              self.settings.member_timeout_ms / 1000)
-            return MemberAnswer(name, live.version, "ok", values["p_up"], _now_ms(start), arm=arm, model_id=live.id,
-                                cached=cached)
+            if task is None:
+                raise RuntimeError(live.error)
+            if live.task_name != self.settings.ensemble.task:
+                raise RuntimeError(f"a model of task '{live.task_name}'; the ensemble combines "
+                                   f"'{self.settings.ensemble.task}' models")
+            values, cached = await self._call(live, self.frame(source, live.features), task.prediction_columns(),
+                                              source.instrument, source.last, source.digest,
+                                              self.settings.ensemble.member_timeout_ms / 1000)
+            return MemberAnswer(name, live.version, "ok", values, _now_ms(start), arm=arm, model_id=live.id,
+                                cached=cached, task=task)
         except asyncio.TimeoutError:
             return MemberAnswer(name, live.version, "timeout", latency_ms=_now_ms(start), arm=arm, model_id=live.id,
-                                error=f"no answer within {self.settings.member_timeout_ms:g} ms")
+                                error=f"no answer within {self.settings.ensemble.member_timeout_ms:g} ms")
         except Exception as exc:
             message = exc.message if isinstance(exc, RequestError) else f"{type(exc).__name__}: {exc}"
             return MemberAnswer(name, live.version, "failed", latency_ms=_now_ms(start), arm=arm, model_id=live.id,
                                 error=message)
 
-    def _single(self, name: str, what: str) -> LiveModel:
-        live = self.live.get(name)
-        if live is None:
-            raise RequestError(503, f"no {what} model is deployed ('{name}'); deploy one with `treum registry deploy {name}`")
-        if live.model is None and live.name not in self.remote:
-            raise RequestError(503, f"the deployed {what} model {name} v{live.version} cannot be loaded: {live.error}")
-        return live
-
-    # routes -------------------------------------------------------------
-    async def regime(self, as_of: pd.Timestamp | None = None) -> dict:
-        """The market regime as of a time, from the regime model's own market (the index it learned on)."""
-        live = self._single(self.settings.regime_model, "regime")
-        if not live.entities:
-            raise RequestError(503, f"the regime model {live.name} v{live.version} names no market instrument")
-        market = live.entities[0]
-        frame, last, _ = self.frame(market, None, live.features, as_of)
-        values, cached = await self._answer(live, frame, ("p_bear",), market, last, "stored")
-        p_bear = values["p_bear"]
-        name = "bear" if p_bear > self.settings.regime_threshold else "bull"
-        return {"market": market, "as_of": last, "regime": name, "p_bear": p_bear, "p_bull": 1 - p_bear,
-                "model": live.name, "version": live.version, "model_id": live.id, "cached": cached}
-
-    async def predict_price(self, instrument: str, bars: list[dict] | None, user_id: str | None) -> dict:
-        """The combined direction signal: regime, then weighted members, answered together."""
-        start = time.perf_counter()
-        frame, last, digest = self.frame(instrument, bars)
-        regime = await self.regime(pd.Timestamp(last))
-        t_members = time.perf_counter()
-        answers = await asyncio.gather(
-            *[self._member(m.name, frame, instrument, last, digest, user_id) for m in self.settings.members]
-        )
-        members_ms = _now_ms(t_members)
-        weights = self.settings.weights[regime["regime"]]
-        ok = [a for a in answers if a.status == "ok" and weights.get(a.name, 0) > 0]
-        dropped = [f"{a.name}: {a.status} ({a.error})" for a in answers if a.status != "ok"]
-        if len(ok) < self.settings.min_members:
-            raise RequestError(
-                503,
-                f"only {len(ok)} ensemble member(s) answered, {self.settings.min_members} needed; dropped: "
-                + ("; ".join(dropped) or "none"),
-            )
-        total = sum(weights[a.name] for a in ok)
-        used = {a.name: weights[a.name] / total for a in ok}
-        p_up = float(sum(used[a.name] * a.value for a in ok))
-        request_id = uuid.uuid4().hex
-        answer = {
-            "prediction_id": request_id,
-            "instrument": instrument,
-            "as_of": last,
-            "horizon": "1 bar",
-            "p_up": p_up,
-            "signal": "up" if p_up > 0.5 else "down",
-            "regime": {k: regime[k] for k in ("regime", "p_bear", "model", "version", "market", "as_of")},
-            "weights": used,
-            "configured_weights": dict(weights),
-            "members": [
-                {"name": a.name, "version": a.version, "status": a.status, "p_up": a.value, "latency_ms": a.latency_ms,
-                 "cached": a.cached, "arm": a.arm, "error": a.error}
-                for a in answers
-            ],
-            "dropped": dropped,
-            "timing_ms": {"members": members_ms, "total": _now_ms(start)},
-        }
-        self._log_price(request_id, answer, answers, regime, frame, bars is not None, digest)
-        return answer
-
-    async def predict_volatility(self, instrument: str, bars: list[dict] | None) -> dict:
-        live = self._single(self.settings.volatility_model, "volatility")
-        frame, last, digest = self.frame(instrument, bars, live.features)
-        values, _ = await self._answer(live, frame, get_task("volatility").prediction_columns, instrument, last, digest)
-        daily = float(np.sqrt(values["var_h1"]))
-        answer = {"prediction_id": uuid.uuid4().hex, "instrument": instrument, "as_of": last, "model": live.name,
-                  "version": live.version, **values, "vol_daily_pct": daily,
-                  "vol_21d_pct": float(np.sqrt(values["var_h21"])), "vol_annualised_pct": daily * np.sqrt(252)}
-        self._log_single(answer, live, instrument, last, answer["var_h1"], None, "1d")
-        return answer
-
-    async def predict_regime(self, instrument: str, bars: list[dict] | None) -> dict:
-        """The market regime as of the instrument's last bar (stored or sent)."""
-        _, last, _ = self.frame(instrument, bars)
-        answer = await self.regime(pd.Timestamp(last))
-        answer["prediction_id"] = uuid.uuid4().hex
-        answer["instrument"] = instrument
-        live = self.live[self.settings.regime_model]
-        self._log_single(answer, live, answer["market"], answer["as_of"], answer["p_bear"], answer["regime"], None)
-        return answer
-
     # logging ------------------------------------------------------------
-    def _inputs(self, instrument: str, last: str, frame: pd.DataFrame, sent: bool, digest: str) -> tuple[dict, str]:
-        key = f"inputs|{instrument}|{last}|{digest}"
+    def _inputs(self, source: Source) -> tuple[dict, str]:
+        key = f"inputs|{source.instrument}|{source.last}|{source.digest}"
         hit = self.frames.get(key)
         if hit is None:
-            hit = self._compute_inputs(instrument, last, frame, sent)
+            row = self.frame(source).iloc[-1]
+            feats = {k: (None if pd.isna(v) else float(v)) for k, v in row.items() if str(k).startswith("f_")}
+            inputs = {"instrument": source.instrument, "last_bar": source.last, "bars_sent": source.sent,
+                      "features": feats}
+            hit = inputs, hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
             self.frames.set(key, hit)
         return hit
 
-    def _compute_inputs(self, instrument: str, last: str, frame: pd.DataFrame, sent: bool) -> tuple[dict, str]:
-        row = frame.iloc[-1]
-        feats = {k: (None if pd.isna(v) else float(v)) for k, v in row.items() if str(k).startswith("f_")}
-        inputs = {"instrument": instrument, "last_bar": last, "bars_sent": sent, "features": feats}
-        return inputs, hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    def _log_single(self, prediction_id: str, live: LiveModel, source: Source, values: dict[str, float],
+                    arm: str | None) -> None:
+        self.log.prediction(**single_row(prediction_id, live, source, values, arm))
 
-    def _log_price(self, rid: str, answer: dict, answers: list[MemberAnswer], regime: dict, frame, sent: bool,
-                   bars_digest_: str) -> None:
-        inputs, digest = self._inputs(answer["instrument"], answer["as_of"], frame, sent, bars_digest_)
-        total_ms = int(round(answer["timing_ms"]["total"]))
-        for a in answers:
-            if a.status != "ok":
-                continue
-            self.log.prediction(
-                model_id=uuid.UUID(a.model_id), prediction_id=f"{rid}:{a.name}", input_features=inputs,
-                feature_hash=digest, prediction_probability=a.value, prediction_class="up" if a.value > 0.5 else "down",
-                entity_type="instrument", entity_id=answer["instrument"], prediction_horizon="1 bar",
-                inference_time_ms=int(round(a.latency_ms)), model_version=a.version, experiment_arm=a.arm,
-            )
-        self.log.prediction(
-            model_id=None, prediction_id=rid, input_features=inputs, feature_hash=digest,
-            prediction_probability=answer["p_up"], prediction_class=answer["signal"],
-            ensemble_predictions={a.name: {"version": a.version, "p_up": a.value, "status": a.status, "arm": a.arm}
-                                  for a in answers},
-            ensemble_weights={"regime": regime["regime"], "p_bear": regime["p_bear"], "weights": answer["weights"]},
-            entity_type="instrument", entity_id=answer["instrument"], prediction_horizon="1 bar",
-            inference_time_ms=total_ms, model_version="ensemble",
-        )
-
-    def _log_single(self, answer: dict, live: LiveModel, instrument: str, last: str, value: float,
-                    cls: str | None, horizon: str | None) -> None:
-        self.log.prediction(
-            model_id=uuid.UUID(live.id), prediction_id=answer["prediction_id"],
-            input_features={"instrument": instrument, "last_bar": last}, prediction_value=value,
-            prediction_class=cls, prediction_probability=value if cls else None, entity_type="instrument",
-            entity_id=instrument, prediction_horizon=horizon, model_version=live.version,
-        )
+    def _log_ensemble(self, answer: dict, answers: list[MemberAnswer], task: Task, values: dict[str, float],
+                      regime: dict, source: Source) -> None:
+        inputs, digest = self._inputs(source)
+        for row in ensemble_rows(answer, answers, task, values, regime, inputs, digest):
+            self.log.prediction(**row)
 
     def log_request(self, endpoint: str, request_id: str, started: float, status: int, error: str | None,
                     input_bytes: int, output_bytes: int, client_ip: str | None, model_id: str | None = None) -> None:
@@ -438,15 +437,39 @@ class Service:
             output_size_bytes=output_bytes, client_ip=client_ip,
         )
 
+    # outcomes -----------------------------------------------------------
+    def record_outcome(self, prediction_id: str, actual_value: float, actor: str) -> int:
+        """Score a prediction's rows, each with the task of its model (an ensemble row: the task it logged)."""
+        scorer = TaskScorer(self.plugins, self.registry, self._loaded_task)
+        return record_outcome(self.registry, scorer, prediction_id, actual_value, actor,
+                              self.settings.log_flush_seconds)
+
+    def _loaded_task(self, model_id: str) -> Task | None:
+        live = self._loaded.get(model_id)
+        return live.task if live is not None else None
+
+    # health -------------------------------------------------------------
+    def _answering(self, task: str) -> dict[str, Any]:
+        try:
+            live = self.model_for_task(task)
+            return {"model": live.name, "version": live.version}
+        except RequestError as exc:
+            return {"model": None, "status": exc.status, "error": exc.message}
+
     def health(self) -> dict:
+        s = self.settings
         return {
             "status": "ok",
-            "live": {n: {"version": m.version, "id": m.id, "loaded": m.model is not None or n in self.remote,
-                         "error": m.error} for n, m in self.live.items()},
+            "live": {n: {"version": m.version, "id": m.id, "task": m.task_name,
+                         "loaded": m.model is not None or n in self.remote, "error": m.error}
+                     for n, m in self.live.items()},
+            "tasks": {t: self._answering(t) for t in self.plugins.specs("tasks")},
+            "aliases": {n: {"task": a.task, "instrument": a.instrument} for n, a in s.aliases.items()},
             "experiments": {e.id: {"model": e.model_name, "treatment_percent": e.treatment_percent}
                             for e in self.experiments.values()},
-            "regime_model": self.settings.regime_model,
-            "members": {m.name: m.placement for m in self.settings.members},
+            "regime": {"task": s.regime.task, "model": s.regime.model} if s.regime else None,
+            "ensemble": {"task": s.ensemble.task, "members": {n: m.placement for n, m in s.ensemble.members.items()}}
+            if s.ensemble else None,
             "instruments": len(self.bars.instruments),
             "cache": {"hits": self.cache.hits, "misses": self.cache.misses},
             "logs_written": self.log.written,

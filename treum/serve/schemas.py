@@ -39,40 +39,63 @@ class PredictRequest(Strict):
 
 
 class BatchItem(PredictRequest):
-    kind: Literal["price", "volatility", "market-regime"]
+    task: str = Field(min_length=1, max_length=100, examples=["volatility"],
+                      description="a registered task, an alias of one (serve.aliases), or 'price' for the ensemble")
 
 
 class BatchRequest(Strict):
     requests: list[BatchItem] = Field(min_length=1, max_length=100)
 
 
-class MemberOut(BaseModel):
+class Open(BaseModel):
+    """An answer whose fields depend on the task: its prediction columns and extra fields sit at the top level."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class MemberOut(Open):
     name: str
     version: str | None
     status: Literal["ok", "failed", "timeout", "not deployed"]
-    p_up: float | None
     latency_ms: float
     cached: bool
     arm: str | None
     error: str | None
 
 
-class RegimeOut(BaseModel):
-    regime: str
-    p_bear: float
+class TaskOut(Open):
+    """``/predict/<task>``: the task's prediction columns, ``label`` and the task's extra fields at the top level."""
+
+    prediction_id: str
+    task: str
+    instrument: str
+    market: str | None = Field(default=None, description="the instrument read, for an alias that reads the market")
+    as_of: str
     model: str
     version: str
-    market: str = Field(description="the instrument the regime model reads (its training index)")
+    model_id: str
+    label: str | None = Field(description="the class the task gives the answer (e.g. up/down), or null")
+    cached: bool
+
+
+class RegimeOut(Open):
+    task: str
+    label: str | None = Field(description="the regime label that picked the weights")
+    model: str
+    version: str
+    model_id: str
+    market: str = Field(description="the instrument the regime model reads (its training market)")
     as_of: str
 
 
-class PriceOut(BaseModel):
+class EnsembleOut(Open):
+    """``/predict/price``: the weighted mean of each of the members' prediction columns, at the top level."""
+
     prediction_id: str
+    task: str
     instrument: str
     as_of: str
-    horizon: str
-    p_up: float = Field(description="the combined probability that the next bar closes up")
-    signal: Literal["up", "down"]
+    label: str | None
     regime: RegimeOut
     weights: dict[str, float] = Field(description="weights used, re-normalised over the members that answered")
     configured_weights: dict[str, float]
@@ -81,35 +104,8 @@ class PriceOut(BaseModel):
     timing_ms: dict[str, float]
 
 
-class VolatilityOut(BaseModel):
-    prediction_id: str
-    instrument: str
-    as_of: str
-    model: str
-    version: str
-    var_h1: float = Field(description="variance of the next bar's percent log return")
-    var_h21: float = Field(description="variance of the next 21 bars' summed percent log returns")
-    vol_daily_pct: float
-    vol_21d_pct: float
-    vol_annualised_pct: float
-
-
-class MarketRegimeOut(BaseModel):
-    prediction_id: str
-    instrument: str
-    market: str
-    as_of: str
-    regime: Literal["bull", "bear"]
-    p_bear: float
-    p_bull: float
-    model: str
-    version: str
-    model_id: str
-    cached: bool
-
-
 class BatchResultOut(BaseModel):
-    kind: str
+    task: str
     instrument: str
     status: int
     result: dict[str, Any] | None = None
@@ -161,7 +157,8 @@ class ExperimentRequest(Strict):
 
 
 class OutcomeRequest(Strict):
-    actual_value: float = Field(description="the realised return (direction: its sign decides is_correct)")
+    actual_value: float = Field(description="the realised outcome, as the prediction's task defines it (e.g. the "
+                                            "forward return, the realised variance, the dated regime)")
 
     @field_validator("actual_value")
     @classmethod

@@ -1,4 +1,16 @@
-"""The serving settings (``conf/serve/ensemble.yaml``), validated once at start-up."""
+"""The serving settings (``conf/serve/ensemble.yaml``), validated once at start-up.
+
+The config names tasks and models only as values: which model answers a task
+(``tasks.<task>.model``, else the one deployed model of that task), the aliases
+of ``/predict/<task>``, the task whose answer is the market regime, and the
+ensemble (its members' task, members, and weights per regime label). No task or
+model is named in this module.
+
+``ServeSettings.from_config(values)`` validates with the project's one validator
+(``treum.core.config.build_config``): an unknown key gets a did-you-mean, a wrong
+type names its key (``serve.port: expected an integer, got 'abc'``).
+``check_plugins(settings, plugins)`` then checks the names against the plugins.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +18,89 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from treum.core.config import build_config, config_dict
 from treum.core.errors import ConfigError, did_you_mean
 
 PLACEMENTS = ("local", "remote")
+ALIAS_INSTRUMENTS = ("request", "market")
+ENSEMBLE_ROUTE = "price"  # /predict/price: the specification's name of the regime-weighted ensemble
+BATCH_ROUTE = "batch"
+RESERVED_ROUTES = (ENSEMBLE_ROUTE, BATCH_ROUTE)
 
 
 @dataclass(frozen=True)
 class Member:
-    name: str
+    """An ensemble member: ``local`` (inside the router's replica) or ``remote`` (its own deployment)."""
+
     placement: str = "local"
+
+
+@dataclass(frozen=True)
+class TaskServing:
+    """``tasks.<task>``: the model that answers the task (null: the one deployed model of the task)."""
+
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Alias:
+    """``aliases.<name>``: ``/predict/<name>`` answers as ``/predict/<task>``.
+
+    ``instrument: market`` reads the answering model's own market (the first instrument
+    it was fitted on) as of the requested instrument's last bar, instead of the
+    requested instrument itself.
+    """
+
+    task: str
+    instrument: str = "request"  # one of ALIAS_INSTRUMENTS (checked in validate: a dict's values get no choices)
+
+
+@dataclass(frozen=True)
+class RegimeSettings:
+    """The market state that picks the ensemble's weights: ``label(values)`` of this task's answer."""
+
+    task: str
+    model: str | None = None  # null: tasks.<task>.model, else the deployed model of the task
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    """Members of one task combined by the weighted mean of each prediction column, weights per regime label."""
+
+    task: str
+    members: dict[str, Member] = field(default_factory=dict)
+    weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    min_members: int = 2
+    member_timeout_ms: float = 250.0
+
+    def problem(self) -> str | None:
+        """The first inconsistency, as a message naming the key, or None."""
+        if not self.members:
+            return "ensemble.members is empty: name at least one model"
+        for name, member in self.members.items():
+            if member.placement not in PLACEMENTS:
+                return (f"ensemble.members.{name}.placement: must be one of {list(PLACEMENTS)}, "
+                        f"got {member.placement!r}{did_you_mean(member.placement, PLACEMENTS)}")
+        if not self.weights:
+            return "ensemble.weights is empty: give a weight per member for each regime label"
+        names = list(self.members)
+        for label, weights in self.weights.items():
+            for member, w in weights.items():
+                if member not in self.members:
+                    return (f"ensemble.weights.{label}.{member}: not a member{did_you_mean(member, names)} "
+                            f"(members: {', '.join(names)})")
+                if w < 0:
+                    return f"ensemble.weights.{label}.{member}: weights cannot be negative, got {w}"
+            if not any(w > 0 for w in weights.values()):
+                return f"ensemble.weights.{label}: give at least one member a positive weight"
+        if self.min_members < 1:
+            return f"ensemble.min_members must be at least 1, got {self.min_members}"
+        if self.min_members > len(self.members):
+            return (f"ensemble.min_members is {self.min_members} but the ensemble has {len(self.members)} "
+                    "member(s)")
+        if self.member_timeout_ms <= 0:
+            return f"ensemble.member_timeout_ms must be positive, got {self.member_timeout_ms}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -29,64 +115,87 @@ class ServeSettings:
     context_bars: int = 400
     max_bars: int = 2000
     min_bars: int = 260
-    member_timeout_ms: float = 250.0
-    min_members: int = 2
     cache_size: int = 4096
     cache_url: str | None = None
     log_batch_size: int = 200
     log_flush_seconds: float = 0.5
-    volatility_model: str = "garch"
-    regime_model: str = "markov_regime"
-    regime_threshold: float = 0.5
-    members: tuple[Member, ...] = ()
-    weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    tasks: dict[str, TaskServing] = field(default_factory=dict)
+    aliases: dict[str, Alias] = field(default_factory=dict)
+    regime: RegimeSettings | None = None
+    ensemble: EnsembleSettings | None = None
+
+    def validate(self) -> str | None:
+        """Cross-field checks; ``build_config`` calls this after the types are checked."""
+        if self.min_bars > self.max_bars:
+            return f"min_bars ({self.min_bars}) cannot exceed max_bars ({self.max_bars})"
+        for name, alias in self.aliases.items():
+            if name in RESERVED_ROUTES:
+                return f"aliases.{name}: '/predict/{name}' is a built-in route; pick another alias name"
+            if alias.instrument not in ALIAS_INSTRUMENTS:
+                return (f"aliases.{name}.instrument: must be one of {list(ALIAS_INSTRUMENTS)}, got "
+                        f"{alias.instrument!r}{did_you_mean(alias.instrument, ALIAS_INSTRUMENTS)}")
+        if self.ensemble is not None:
+            problem = self.ensemble.problem()
+            if problem:
+                return problem
+            if self.regime is None:
+                return "ensemble needs regime: its weights are chosen by the regime task's label"
+        return None
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "ServeSettings":
-        cfg = dict(cfg)
-        regime = dict(cfg.pop("regime", {}) or {})
-        members_cfg = dict(cfg.pop("members", {}) or {})
-        weights_cfg = {str(k): {str(m): float(w) for m, w in dict(v).items()} for k, v in dict(cfg.pop("weights", {}) or {}).items()}
-        known = {f for f in cls.__dataclass_fields__} - {"members", "weights", "regime_model", "regime_threshold"}
-        for key in cfg:
-            if key not in known:
-                raise ConfigError(f"serve.{key}: unknown key{did_you_mean(key, known)} (known: {', '.join(sorted(known))})")
-        members = []
-        for name, spec in members_cfg.items():
-            placement = dict(spec or {}).get("placement", "local")
-            if placement not in PLACEMENTS:
-                raise ConfigError(f"serve.members.{name}.placement: must be local or remote, got {placement!r}")
-            members.append(Member(str(name), placement))
-        names = {m.name for m in members}
-        for regime_name, weights in weights_cfg.items():
-            for member, w in weights.items():
-                if member not in names:
-                    raise ConfigError(
-                        f"serve.weights.{regime_name}.{member}: not a member{did_you_mean(member, names)} "
-                        f"(members: {', '.join(sorted(names))})"
-                    )
-                if w < 0:
-                    raise ConfigError(f"serve.weights.{regime_name}.{member}: weights cannot be negative")
-        for regime_name in ("bull", "bear"):
-            if regime_name not in weights_cfg:
-                raise ConfigError(f"serve.weights.{regime_name} is missing: give a weight per member for each regime")
-        settings = cls(
-            **cfg,
-            regime_model=str(regime.get("model", "markov_regime")),
-            regime_threshold=float(regime.get("threshold", 0.5)),
-            members=tuple(members),
-            weights=weights_cfg,
-        )
-        if settings.min_members < 1:
-            raise ConfigError("serve.min_members must be at least 1")
-        if settings.min_bars > settings.max_bars:
-            raise ConfigError("serve.min_bars cannot exceed serve.max_bars")
+    def from_config(cls, values: Mapping[str, Any], plugins: Any = None) -> "ServeSettings":
+        """Validate the ``serve`` config group; with ``plugins``, check the tasks and models it names too."""
+        settings = build_config(cls, values, "serve")
+        if plugins is not None:
+            check_plugins(settings, plugins)
         return settings
 
     def as_dict(self) -> dict[str, Any]:
         """The YAML shape again (for the exported Serve config and for replicas)."""
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("members", "weights", "regime_model", "regime_threshold")}
-        out["regime"] = {"model": self.regime_model, "threshold": self.regime_threshold}
-        out["members"] = {m.name: {"placement": m.placement} for m in self.members}
-        out["weights"] = self.weights
-        return out
+        return config_dict(self)
+
+    def model_for(self, task: str) -> str | None:
+        """The model that ``tasks.<task>.model`` names, if any."""
+        chosen = self.tasks.get(task)
+        return chosen.model if chosen is not None else None
+
+
+def check_plugins(settings: ServeSettings, plugins: Any) -> None:
+    """Every task the config names is registered, and every model it names is a model of that task.
+
+    Run at start-up; a ConfigError names the key and the closest registered name.
+    """
+    tasks = plugins.specs("tasks")
+    models = plugins.specs("models")
+
+    def task(key: str, name: str) -> None:
+        if name not in tasks:
+            raise ConfigError(f"serve.{key}: task '{name}' is not registered{did_you_mean(name, tasks)} "
+                              f"(registered tasks: {', '.join(tasks) or 'none'})")
+
+    def model(key: str, name: str, of_task: str) -> None:
+        if name not in models:
+            raise ConfigError(f"serve.{key}: model '{name}' is not registered{did_you_mean(name, models)} "
+                              "(treum plugins list)")
+        if models[name].task != of_task:
+            of = [n for n, s in models.items() if s.task == of_task and not s.baseline]
+            raise ConfigError(f"serve.{key}: '{name}' is a model of task '{models[name].task}', not "
+                              f"'{of_task}' (models of '{of_task}': {', '.join(of) or 'none'})")
+
+    for name, chosen in settings.tasks.items():
+        task(f"tasks.{name}", name)
+        if chosen.model is not None:
+            model(f"tasks.{name}.model", chosen.model, name)
+    for name, alias in settings.aliases.items():
+        task(f"aliases.{name}.task", alias.task)
+        if name in tasks and alias.task != name:
+            raise ConfigError(f"serve.aliases.{name}: '{name}' is a task of its own; an alias of that name "
+                              f"cannot answer task '{alias.task}'")
+    if settings.regime is not None:
+        task("regime.task", settings.regime.task)
+        if settings.regime.model is not None:
+            model("regime.model", settings.regime.model, settings.regime.task)
+    if settings.ensemble is not None:
+        task("ensemble.task", settings.ensemble.task)
+        for name in settings.ensemble.members:
+            model(f"ensemble.members.{name}", name, settings.ensemble.task)

@@ -1,0 +1,211 @@
+"""The contract every model keeps, as checks that tests and ``treum plugins check NAME`` share.
+
+Data, label columns and range checks come from the model's task spec (its
+``example``), so a third-party model of a third-party task is checked the same
+way as a built-in one:
+
+- fit returns the fitted model; predict answers every row of its input, in order;
+- predictions have the task's columns, finite and in range on the test rows;
+- a save/load round trip gives the same predictions; a changed artifact is refused;
+- two fits with one seed agree;
+- a model that is not ``sequential`` gives the same answers without the earlier rows;
+- declared capabilities hold (``native_importance``, ``multi_horizon``, ``probabilistic``,
+  ``multi_asset`` on the task's example panel);
+- predictions at t do not change when the data after t is removed (no look-ahead).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from treum.commands.compose import model_config
+from treum.core.data import slice_time
+from treum.core.errors import ArtifactIntegrityError
+from treum.core.model import build_model, load_model
+from treum.core.task import Task, build_task
+
+# smaller settings so that the contract runs in seconds; quality floors use the shipped configs
+FAST = {"ts_transformer": {"max_epochs": 2, "d_model": 16, "window": 16}, "markov_regime": {"search_reps": 1}}
+
+
+def task_of(plugins: Any, spec: Any) -> Task:
+    task_spec = plugins.task(spec.task)
+    return build_task(task_spec, dict(task_spec.example.config))
+
+
+def example_frame(plugins: Any, spec: Any, panel: bool = False) -> pd.DataFrame:
+    """The task's example data (or its multi-entity panel) with features and the task's labels."""
+    ex = plugins.task(spec.task).example
+    data = plugins.dataset(ex.panel if panel else ex.data).load({"start": ex.start, "end": ex.end})
+    if panel and ex.entities:
+        data = data[data.index.get_level_values("entity").isin(ex.entities)]
+    feats = plugins.feature_set("technical").compute(data, {})
+    return data.join(feats).join(task_of(plugins, spec).make_targets(data))
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """(train, valid, start of the test year): the last year is tested, the year before validates."""
+    ts = frame.index.get_level_values("timestamp")
+    end = ts.max()
+    train = frame[ts < end - pd.DateOffset(years=2, days=40)]
+    valid = frame[(ts >= end - pd.DateOffset(years=2)) & (ts < end - pd.DateOffset(years=1, days=40))]
+    return train, valid, end - pd.DateOffset(years=1)
+
+
+def fit_predict(plugins: Any, spec: Any, frame: pd.DataFrame, overrides: dict | None = None) -> tuple[Any, pd.DataFrame]:
+    """Fit on the example's train/valid split and predict the test year (labels as known at the fit's end)."""
+    train, valid, test_start = split(frame)
+    task = task_of(plugins, spec)
+    if task.label_horizon() is None:
+        known = task.labels_as_of(frame, valid.index.get_level_values("timestamp").max())
+        train, valid = train.copy(), valid.copy()
+        for col in known.columns:
+            train[col], valid[col] = known[col].reindex(train.index), known[col].reindex(valid.index)
+    config = model_config(plugins, spec.name, [], {**FAST.get(spec.name, {}), **(overrides or {})})
+    model = build_model(spec, config, task)
+    fitted = model.fit(train, valid)
+    assert fitted is model and model.fitted, "fit must return the fitted model (the Model base class does)"
+    return model, slice_time(model.predict(frame), start=test_start)
+
+
+@dataclass
+class Fitted:
+    plugins: Any
+    spec: Any
+    model: Any
+    pred: pd.DataFrame
+    frame: pd.DataFrame
+    task: Task = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.task = task_of(self.plugins, self.spec)
+
+
+def fit_example(plugins: Any, name: str) -> Fitted:
+    spec = plugins.model(name)
+    frame = example_frame(plugins, spec)
+    model, pred = fit_predict(plugins, spec, frame)
+    return Fitted(plugins, spec, model, pred, frame)
+
+
+def _close(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
+    assert a.shape == b.shape, f"{what}: shapes differ {a.shape} vs {b.shape}"
+    np.testing.assert_allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=1e-6, atol=1e-9, err_msg=what)
+
+
+def check_columns_and_ranges(f: Fitted) -> None:
+    full = f.model.predict(f.frame)
+    assert full.index.equals(f.frame.index), "predict must answer every row of its input, in order"
+    problems = f.task.check_predictions(f.pred)
+    assert not problems, "; ".join(problems)
+
+
+def check_round_trip(f: Fitted) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f.model.save(Path(tmp) / "m")
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert manifest["model"] == f.spec.name and manifest["files"], "the manifest names the model and its files"
+        loaded = load_model(path, f.plugins.specs("models"), f.plugins.specs("tasks"))
+        assert loaded.task is not None and loaded.task.config_dict() == f.model.task.config_dict()
+        again = slice_time(loaded.predict(f.frame), start=f.pred.index.get_level_values("timestamp").min())
+        _close(again, f.pred, "predictions after save/load differ")
+
+
+def check_tamper_refused(f: Fitted) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f.model.save(Path(tmp) / "m")
+        victim = sorted(p for p in path.iterdir() if p.name != "manifest.json")[0]
+        victim.write_bytes(victim.read_bytes() + b" ")
+        try:
+            load_model(path, f.plugins.specs("models"), f.plugins.specs("tasks"))
+        except ArtifactIntegrityError as exc:
+            assert victim.name in str(exc), f"the error names the changed file: {exc}"
+        else:
+            raise AssertionError(f"a changed {victim.name} was loaded without complaint")
+
+
+def check_seeded_fits_agree(f: Fitted) -> None:
+    _, pred2 = fit_predict(f.plugins, f.spec, f.frame)
+    _close(pred2, f.pred, "two fits with one seed disagree")
+
+
+def check_context(f: Fitted) -> None:
+    if "sequential" in f.spec.capabilities:
+        return  # it reads the rows before each prediction by declaration
+    only_test = f.model.predict(slice_time(f.frame, start=f.pred.index.get_level_values("timestamp").min()))
+    _close(only_test, f.pred, "a model that is not 'sequential' changed its answers without the earlier rows")
+
+
+def check_capabilities(f: Fitted) -> None:
+    caps = f.spec.capabilities
+    if "native_importance" in caps:
+        imp = f.model.feature_importance()
+        assert np.isclose(imp.sum(), 1.0) and (imp >= 0).all() and imp.index.str.startswith("f_").all()
+    else:
+        try:
+            f.model.feature_importance()
+        except NotImplementedError:
+            pass
+        else:
+            raise AssertionError("feature_importance answers but 'native_importance' is not declared")
+    if "multi_horizon" in caps:
+        assert len(f.pred.columns) >= 2, f"declares multi_horizon but predicts {list(f.pred.columns)}"
+    if "probabilistic" in caps and not f.spec.baseline:
+        col = f.task.prediction_columns()[0]
+        assert f.pred[col].nunique() > 1, f"declares probabilistic but {col} is constant"
+
+
+def check_multi_asset(f: Fitted) -> None:
+    ex = f.plugins.task(f.spec.task).example
+    if "multi_asset" not in f.spec.capabilities or not ex.panel:
+        return
+    frame = example_frame(f.plugins, f.spec, panel=True)
+    _, pred = fit_predict(f.plugins, f.spec, frame)
+    assert set(pred.index.get_level_values("entity")) == set(ex.entities), "every entity of the panel is answered"
+    problems = f.task.check_predictions(pred)
+    assert not problems, "; ".join(problems)
+
+
+def check_no_look_ahead(f: Fitted) -> None:
+    test_ts = f.pred.index.get_level_values("timestamp")
+    cut = test_ts[len(test_ts) // 2]
+    truncated = f.model.predict(slice_time(f.frame, end=cut))
+    before = slice_time(f.pred, end=cut)
+    again = slice_time(truncated, start=before.index.get_level_values("timestamp").min())
+    _close(again, before, "predictions up to t changed when the data after t was removed (look-ahead)")
+
+
+CHECKS: dict[str, Callable[[Fitted], None]] = {
+    "columns and ranges": check_columns_and_ranges,
+    "save/load round trip": check_round_trip,
+    "changed artifact refused": check_tamper_refused,
+    "seeded fits agree": check_seeded_fits_agree,
+    "context (sequential)": check_context,
+    "capabilities": check_capabilities,
+    "multi_asset panel": check_multi_asset,
+    "no look-ahead": check_no_look_ahead,
+}
+
+
+def run_contract(plugins: Any, name: str) -> Iterator[tuple[str, str | None]]:
+    """Yield (check, None) for each check passed and (check, message) for each failed."""
+    try:
+        fitted = fit_example(plugins, name)
+    except Exception as exc:
+        yield "fit and predict", f"{type(exc).__name__}: {exc}"
+        return
+    yield "fit and predict", None
+    for label, check in CHECKS.items():
+        try:
+            check(fitted)
+            yield label, None
+        except Exception as exc:
+            yield label, f"{type(exc).__name__}: {exc}".strip()

@@ -1,0 +1,80 @@
+"""Registered versions as the service holds them: the loaded model and the task it answers.
+
+A version's task is rebuilt from what its registration recorded
+(``model_metadata["task_config"]``, the task's name in ``model_type``), so its
+prediction columns, label, extra answer fields, log fields and outcome scoring
+are those it was trained for (horizons, thresholds), not the task's defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from treum.core.model import load_model
+from treum.core.task import Task, build_task
+from treum.serve.bars import RequestError
+
+
+@dataclass
+class LiveModel:
+    """A registered version the service can answer with."""
+
+    id: str
+    name: str
+    version: str
+    task: Task | None  # None when its task cannot be built (see ``error``)
+    task_name: str
+    sha256: str
+    status: str
+    features: str
+    entities: tuple[str, ...] = ()
+    model: Any = None  # loaded in this process (local placement), or None (remote)
+    error: str | None = None  # why it could not be loaded
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+@dataclass
+class Experiment:
+    id: str
+    name: str
+    model_name: str
+    control: LiveModel
+    treatment: LiveModel
+    treatment_percent: float
+
+
+def task_of(plugins: Any, task_name: str, metadata: Mapping[str, Any] | None) -> Task:
+    """The task a version was registered for: its recorded config, or the task's defaults if none was recorded."""
+    values = dict((metadata or {}).get("task_config") or {})
+    values.pop("name", None)
+    return build_task(plugins.task(task_name), values)
+
+
+def load_version(registry: Any, plugins: Any, sha256: str, task: Task | None) -> Any:
+    """Load a registered artifact (its hashes verified) with its task; a model saved without one gets ``task``."""
+    model = load_model(registry.artifacts.get(sha256), plugins.specs("models"), plugins.specs("tasks"))
+    if model.task is None:
+        model.task = task
+    return model
+
+
+def predict_last(model: Any, frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, float]:
+    """A model's answer for the frame's last bar; a sequential model reads the whole frame as context."""
+    data = frame if "sequential" in model.spec.capabilities else frame.iloc[[-1]]
+    pred = model.predict(data)
+    missing = [c for c in columns if c not in pred.columns]
+    if missing:
+        raise RequestError(422, f"{model.spec.name} predicts {list(pred.columns)}, not {missing}")
+    row = pred.iloc[-1]
+    values = {c: float(row[c]) for c in columns}
+    if not all(np.isfinite(v) for v in values.values()):
+        raise RequestError(422, f"{model.spec.name} has no prediction for the last bar (too few bars for its window?)")
+    return values

@@ -1,0 +1,57 @@
+"""Routes that plugins add to ``treum serve`` (the ``treum_serve_routes`` hook).
+
+Each ``ServeRouteSpec`` is mounted under the API prefix (``/api/v1/ml`` + its
+``path``) with its ``methods``. A route that any request to a built-in route (or
+to an earlier plugin route) would also match, for a method both accept, would
+answer for one of them only; that is refused at start-up, naming the plugin
+route and the route it clashes with.
+
+An endpoint is a FastAPI endpoint like any other; to reach the service it takes
+``request: fastapi.Request`` and calls ``request.app.state.get_service()``
+(None while the service starts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import compile_path
+
+from treum.core.errors import PluginError
+
+
+def _clash(route: APIRoute, path: str, methods: set[str]) -> bool:
+    if not (route.methods or set()) & methods:
+        return False
+    regex, _, _ = compile_path(path)
+    # either path template matches the other: a request could reach both routes
+    return bool(route.path_regex.match(path) or regex.match(route.path))
+
+
+def mount_plugin_routes(app: FastAPI, plugins: Any, prefix: str, get_service: Callable[[], Any]) -> list[str]:
+    """Mount every plugin route under ``prefix``; returns their full paths. PluginError on a clash."""
+    app.state.get_service = get_service
+    mounted: list[str] = []
+    from_plugins: set[int] = set()
+    for name, spec in plugins.specs("serve_routes").items():
+        owner = plugins.owner("serve_routes", name)
+        if not spec.path.startswith("/"):
+            raise PluginError(f"plugin '{owner}' registers serve route '{name}' with path '{spec.path}'; a path "
+                              "starts with '/' (it is mounted under " + prefix + ")")
+        path = prefix + spec.path
+        methods = {m.upper() for m in spec.methods}
+        for route in app.routes:
+            if isinstance(route, APIRoute) and _clash(route, path, methods):
+                what = "plugin route" if id(route) in from_plugins else "built-in route"
+                raise PluginError(
+                    f"plugin '{owner}' registers serve route '{name}' ({', '.join(sorted(methods))} {path}), which "
+                    f"clashes with the {what} {', '.join(sorted(route.methods))} {route.path}; give it another "
+                    "path, or disable the plugin in plugins.toml"
+                )
+        app.add_api_route(path, spec.endpoint, methods=sorted(methods), name=name, tags=["plugins"])
+        from_plugins.add(id(app.routes[-1]))
+        mounted.append(path)
+    return mounted
