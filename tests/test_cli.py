@@ -247,3 +247,13 @@ def test_plugins_check_runs_the_contract_on_an_outside_model(tmp_path):
     bad = treum("plugins", "check", "peeker", cwd=tmp_path)
     assert bad.returncode == 1
     assert "FAIL  no look-ahead" in bad.stdout and "ok    save/load round trip" in bad.stdout
+
+
+def test_shell_completion_completes_groups_and_plugin_choices():
+    script = treum("train", "-sc", "install=bash")
+    assert script.returncode == 0 and "complete -p treum " in script.stdout
+    env = {"COMP_LINE": "treum train model=momen", "COMP_POINT": "23"}
+    r = treum("-sc", "query=bash", env=env)
+    assert r.returncode == 0 and "model=momentum_sign" in r.stdout  # a third-party plugin's model
+    r = treum("-sc", "query=bash", env={"COMP_LINE": "treum lead", "COMP_POINT": "10"})
+    assert r.stdout.split() == ["leaderboard"]

@@ -48,8 +48,28 @@ def _run(command: str, argv: list[str]) -> int:
     return importlib.import_module(f"treum.commands.{command}").main(argv)
 
 
+def _complete(argv: list[str]) -> int:
+    """``treum -sc query=bash``, as Hydra's completion script calls it: route to the run command being typed."""
+    import os
+
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split(" ")
+    if len(words) > 2 and words[1] in RUN_COMMANDS:
+        # Hydra completes the words after the program name; drop the subcommand from the line it reads
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
+        point = int(os.environ.get("COMP_POINT", len(line)))
+        os.environ["COMP_POINT"] = str(max(point - len(words[1]) - 1, 0))
+        return _run(words[1], argv)
+    partial = words[1] if len(words) > 1 else ""
+    names = [*RUN_COMMANDS, "registry", "plugins", "data", "serve", "demo"]
+    print(" ".join(n for n in names if n.startswith(partial)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-sc"], ["--shell-completion"]) and any(a.startswith("query=") for a in argv):
+        return _complete(argv)
     start = time.perf_counter()
     command = argv[0] if argv else None
     try:

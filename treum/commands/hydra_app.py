@@ -146,7 +146,9 @@ def run_app(command: str, argv: Sequence[str], job: Callable[[DictConfig, list[s
     # Hydra would name the job after this module; the job is the command
     use_plugin_searchpath(plugins)
     _, flags, overrides, hydra_overrides = _split(args)
-    sys.argv = [f"treum {command}", *flags, f"hydra.job.name={command}", *hydra_overrides, *overrides]
+    # shell completion installs itself for the program name: `treum`, whose -sc queries cli.py routes back here
+    prog = "treum" if any(a.startswith("install=") or a.startswith("uninstall=") for a in flags) else f"treum {command}"
+    sys.argv = [prog, *flags, f"hydra.job.name={command}", *hydra_overrides, *overrides]
     try:
         app()
         code = 0
