@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pytest
 
 from treum.commands.compose import compose_run, expand_multirun
@@ -58,7 +62,7 @@ def test_task_that_contradicts_the_model_is_refused(plugins):
 
 
 def test_unknown_data_set_suggests(plugins):
-    with pytest.raises(ConfigError, match=r"data 'sp5000' is not registered; did you mean 'sp500'"):
+    with pytest.raises(ConfigError, match=r"dataset 'sp5000' is not registered; did you mean 'sp500'"):
         compose_run(["data=sp5000"], plugins)
 
 
@@ -80,3 +84,49 @@ def test_multirun_expands_the_sweep_in_order():
         ["model=logit_direction", "data=sp500", "seed=1"],
         ["model=logit_direction", "data=nasdaq", "seed=1"],
     ]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("eval.refit_every=abc", "eval.refit_every: expected an integer, got 'abc'"),
+    ("eval.window=sliding", "eval.window: must be one of ['expanding', 'rolling'], got 'sliding'"),
+    ("task.ties=up", "task.ties: must be one of ['drop', 'down'], got 'up'"),
+    ("task.horizon=soon", "task.horizon: expected an integer, got 'soon'"),
+    ("+task.horizn=2", "task.horizn: unknown key for task 'direction'; did you mean 'horizon'?"),
+])
+def test_eval_and_task_configs_go_through_the_one_validator(plugins, override, message):
+    with pytest.raises(ConfigError) as err:
+        compose_run(["model=logit_direction", override], plugins)
+    assert message in str(err.value)
+
+
+class Side(enum.Enum):
+    LONG = "long"
+    SHORT = "short"
+
+
+@dataclass
+class Inner:
+    depth: int = 1
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    path: Path = Path(".")
+    side: Side = Side.LONG
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+def test_the_validator_covers_nested_dataclasses_paths_enums_and_dicts():
+    from treum.core.config import build_config
+
+    built = build_config(Outer, {"inner": {"depth": 3}, "path": "/tmp/x", "side": "short", "weights": {"a": 1}})
+    assert built.inner.depth == 3 and built.path == Path("/tmp/x") and built.side is Side.SHORT
+    assert built.weights == {"a": 1.0}
+    for values, message in (({"inner": {"dpeth": 3}}, "x.inner.dpeth: unknown key for x; did you mean 'depth'?"),
+                            ({"side": "flat"}, "x.side: must be one of ['long', 'short'], got 'flat'"),
+                            ({"weights": {"a": "heavy"}}, "x.weights.a: expected a number, got 'heavy'"),
+                            ({"inner": {"depth": "deep"}}, "x.inner.depth: expected an integer, got 'deep'")):
+        with pytest.raises(ConfigError) as err:
+            build_config(Outer, values, "x")
+        assert message in str(err.value), str(err.value)

@@ -84,6 +84,29 @@ def test_walk_forward_fits_only_on_the_past_and_predicts_each_test_bar_once():
     assert len(res.predictions) == ((TS >= "2009-01-01") & (TS <= "2011-12-31")).sum()
 
 
+class _LabelReader:
+    """Predicts by reading the label column: walk_forward must not hand labels to predict."""
+
+    def __init__(self):
+        self.columns_seen = []
+
+    def fit(self, data, valid=None):
+        return self
+
+    def predict(self, data):
+        _LabelReader.columns_seen = list(data.columns)
+        return pd.DataFrame({"p": data["target"]}, index=data.index)
+
+
+def test_predict_never_sees_the_label_columns():
+    idx = pd.MultiIndex.from_arrays([TS, ["X"] * len(TS)], names=["timestamp", "entity"])
+    frame = pd.DataFrame({"close": np.linspace(1, 2, len(TS)), "f_x": 1.0, "target": 1.0, "target_h5": 0.0}, index=idx)
+    folds = make_folds(TS, SEG, WalkForwardConfig(refit_every=400), purge=5)
+    with pytest.raises(KeyError, match="target"):
+        walk_forward("cheat", _LabelReader, frame, folds, sequential=True)
+    assert _LabelReader.columns_seen == ["close", "f_x"]
+
+
 def test_qlike_is_minimised_by_the_true_variance():
     rng = np.random.default_rng(0)
     true_var = rng.uniform(0.5, 3.0, 20000)

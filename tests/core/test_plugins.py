@@ -131,8 +131,11 @@ def test_missing_local_folder_is_an_error(tmp_path):
 
 def test_example_plugin_distribution_is_installed(plugins):
     info = next(i for i in plugins.infos if i.name == "example_momentum")
-    assert info.distribution == "treum-example-plugin" and info.version == "0.2.0"
+    assert info.distribution == "treum-example-plugin" and info.version == "0.3.0"
     assert info.registers == {"models": ["momentum_sign"]}
+    drawdown = next(i for i in plugins.infos if i.name == "example_drawdown")
+    assert {k: sorted(v) for k, v in drawdown.registers.items()} == {"models": ["drawdown_base_rate", "drawdown_logit"],
+                                                                  "tasks": ["drawdown"]}
     assert "pkg://treum_example_plugin.conf" in plugins.searchpath
 
 
@@ -380,9 +383,18 @@ def test_a_distribution_name_switches_all_its_plugins(tmp_path):
 
 
 def test_disabling_the_treum_distribution_switches_every_builtin_off(tmp_path):
-    reg = create_plugin_registry(load_plugin_settings(_toml(tmp_path, 'disable = ["treum"]\n')))
+    # the example's momentum model needs the built-in direction task: switch it off too
+    toml = _toml(tmp_path, 'disable = ["treum", "example_momentum"]\n')
+    reg = create_plugin_registry(load_plugin_settings(toml))
     assert not any(i.enabled for i in reg.infos if i.distribution == "treum")
-    assert list(reg.specs("models")) == ["momentum_sign"]
+    assert list(reg.specs("models")) == ["drawdown_base_rate", "drawdown_logit"]
+    assert list(reg.specs("tasks")) == ["drawdown"]
+
+
+def test_a_plugin_whose_task_is_switched_off_stops_start_up_naming_both(tmp_path):
+    with pytest.raises(PluginError, match=r"plugin 'example_momentum' registers model 'momentum_sign' for task "
+                                          r"'direction', which plugin 'tasks_direction' provides but plugins.toml"):
+        create_plugin_registry(load_plugin_settings(_toml(tmp_path, 'disable = ["treum"]\n')))
 
 
 def test_enable_accepts_a_distribution_name(tmp_path):

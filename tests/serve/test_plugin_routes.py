@@ -73,3 +73,22 @@ def test_a_route_on_another_method_or_a_path_without_a_slash(serve_home):
     create_app(lambda: None, _plugins(ServeRouteSpec("peek", "/predict/sentiment", echo, ("GET",))))
     with pytest.raises(PluginError, match="path 'ping'; a path starts with '/'"):
         create_app(lambda: None, _plugins(ServeRouteSpec("ping", "ping", echo)))
+
+
+def test_the_built_in_tasks_route_says_what_each_task_answers_with(serve_home):
+    from treum.serve import discovery_routes
+
+    plugins = create_plugin_registry(PluginSettings())
+    if "tasks" not in plugins.specs("serve_routes"):  # until its entry point is installed
+        plugins = create_plugin_registry(PluginSettings(), extra_plugins=[("serve_discovery", discovery_routes)])
+    svc = Service(settings(), Registry(home=serve_home), plugins, start_refresher=False)
+    try:
+        body = TestClient(create_app(lambda: svc, plugins)).get(f"{API}/tasks").json()
+        vol, direction, regime = body["tasks"]["volatility"], body["tasks"]["direction"], body["tasks"]["regime"]
+        assert (vol["model"], vol["prediction_columns"], vol["aliases"]) == ("garch", ["var_h1", "var_h21"],
+                                                                             ["volatility"])
+        assert direction["model"] is None and direction["status"] == 409 and direction["prediction_columns"] == ["p_up"]
+        assert regime["model"] == "markov_regime" and regime["aliases"] == ["market-regime"]
+        assert body["ensemble"] == {"route": "price", "task": "direction"}
+    finally:
+        svc.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import socket
 import time
@@ -56,14 +55,18 @@ def _wait(fn, timeout=90.0, every=0.5):
 def live(deployed_home, tmp_path_factory, serve_plugins):
     from treum.serve import ray_app
 
-    home = tmp_path_factory.mktemp("ray") / "home"
+    root = tmp_path_factory.mktemp("ray")
+    home = root / "home"
     shutil.copytree(deployed_home, home)
+    # a local plugin with a serve route: the replica mounts it when it builds its app
+    (root / "plugins").mkdir()
+    (root / "plugins" / "ping_route.py").write_text(PING_PLUGIN)
+    toml = root / "plugins.toml"
+    toml.write_text('[plugins]\npaths = ["plugins"]\n')
     base = _free_port_block()
-    s = settings(port=base, direct_port=base + 1, refresh_seconds=0.5)
-    s = dataclasses.replace(
-        s, members=tuple(dataclasses.replace(m, placement="remote") if m.name == "ts_transformer" else m for m in s.members)
-    )
-    ray_app.start(s, None, home)
+    s = settings(port=base, direct_port=base + 1, refresh_seconds=0.5,
+                 ensemble={"members": {"ts_transformer": {"placement": "remote"}}})
+    ray_app.start(s, None, home, toml)
     state = {"home": home, "proxy": f"http://127.0.0.1:{base}", "direct": f"http://127.0.0.1:{base + 1}",
              "answers": [], "requests": 0}
 
@@ -77,6 +80,23 @@ def live(deployed_home, tmp_path_factory, serve_plugins):
     _wait(ready)
     yield state
     ray_app.stop()
+
+
+PING_PLUGIN = """
+from fastapi import Request
+
+from treum.core.hookspecs import hookimpl
+from treum.core.specs import ServeRouteSpec
+
+
+def ping(request: Request) -> dict:
+    return {"pong": sorted(request.app.state.get_service().live)}
+
+
+@hookimpl
+def treum_serve_routes():
+    return [ServeRouteSpec("ping", "/plugins/ping", ping)]
+"""
 
 
 def _price(state, base="direct", **body):
@@ -98,6 +118,19 @@ def test_a_prediction_over_http_through_the_proxy_and_direct(live):
     bad = httpx.post(f"{live['direct']}{API}/predict/price", json={"instrument": "NOPE"}, timeout=30)
     live["requests"] += 1
     assert bad.status_code == 404 and "unknown instrument" in bad.json()["error"]
+
+
+def test_any_task_an_alias_and_a_plugin_route_over_http(live):
+    vol = httpx.post(f"{live['direct']}{API}/predict/volatility", json={"instrument": "SPX"}, timeout=30)
+    regime = httpx.post(f"{live['direct']}{API}/predict/regime", json={"instrument": "SP500"}, timeout=30)
+    market = httpx.post(f"{live['direct']}{API}/predict/market-regime", json={"instrument": "SPX"}, timeout=30)
+    ping = httpx.get(f"{live['proxy']}{API}/plugins/ping", timeout=30)
+    live["requests"] += 4
+    live["singles"] = live.get("singles", 0) + 3
+    assert vol.status_code == 200 and vol.json()["task"] == "volatility" and vol.json()["var_h21"] > 0
+    assert regime.status_code == 200 and regime.json()["label"] in ("bull", "bear")
+    assert market.status_code == 200 and market.json()["market"] == "SP500"
+    assert ping.status_code == 200 and "garch" in ping.json()["pong"]
 
 
 def test_a_deployment_change_is_picked_up_without_restarting(live, serve_plugins, tmp_path):
@@ -161,6 +194,7 @@ def test_zz_shutdown_flushes_every_log_row(live):
     from treum.serve import ray_app
 
     expected_predictions = sum(1 + sum(m["status"] == "ok" for m in a["members"]) for a in live["answers"])
+    expected_predictions += live.get("singles", 0)
     ray_app.stop()
     reg = Registry(home=live["home"])
     with reg.sessions() as s:

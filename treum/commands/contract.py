@@ -29,6 +29,7 @@ import pandas as pd
 from treum.commands.compose import model_config
 from treum.core.data import slice_time
 from treum.core.errors import ArtifactIntegrityError
+from treum.core.evaluation import without_labels
 from treum.core.model import build_model, load_model
 from treum.core.task import Task, build_task
 
@@ -73,7 +74,7 @@ def fit_predict(plugins: Any, spec: Any, frame: pd.DataFrame, overrides: dict | 
     model = build_model(spec, config, task)
     fitted = model.fit(train, valid)
     assert fitted is model and model.fitted, "fit must return the fitted model (the Model base class does)"
-    return model, slice_time(model.predict(frame), start=test_start)
+    return model, slice_time(model.predict(without_labels(frame)), start=test_start)
 
 
 @dataclass
@@ -82,11 +83,13 @@ class Fitted:
     spec: Any
     model: Any
     pred: pd.DataFrame
-    frame: pd.DataFrame
+    labelled: pd.DataFrame  # the example data with its labels (what fit sees)
+    frame: pd.DataFrame = field(init=False)  # the same without labels: what predict sees
     task: Task = field(init=False)
 
     def __post_init__(self) -> None:
         self.task = task_of(self.plugins, self.spec)
+        self.frame = without_labels(self.labelled)
 
 
 def fit_example(plugins: Any, name: str) -> Fitted:
@@ -133,7 +136,7 @@ def check_tamper_refused(f: Fitted) -> None:
 
 
 def check_seeded_fits_agree(f: Fitted) -> None:
-    _, pred2 = fit_predict(f.plugins, f.spec, f.frame)
+    _, pred2 = fit_predict(f.plugins, f.spec, f.labelled)
     _close(pred2, f.pred, "two fits with one seed disagree")
 
 

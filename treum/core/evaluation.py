@@ -109,6 +109,11 @@ class EvaluationResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def without_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame less its label columns (``target*``): what ``predict`` may see."""
+    return frame.drop(columns=[c for c in frame.columns if str(c).startswith("target")])
+
+
 def fit_rows(frame: pd.DataFrame, fold: Fold, labels_as_of: LabelsAsOf | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The (train, valid) rows of a fold, with labels as known at the fold's fit end when ``labels_as_of`` is given."""
     train = rows_in(frame, fold.train)
@@ -147,13 +152,14 @@ def walk_forward(
     parts = []
     fit_s = pred_s = 0.0
     ts = frame.index.get_level_values("timestamp")
+    inputs = without_labels(frame)  # labels look forward: predict never sees them
     for fold in folds:
         model = build()
         train, valid = fit_rows(frame, fold, labels_as_of)
         t0 = time.perf_counter()
         model.fit(train, valid)
         t1 = time.perf_counter()
-        context = frame[ts <= fold.test[1]] if sequential else rows_in(frame, fold.test)
+        context = inputs[ts <= fold.test[1]] if sequential else rows_in(inputs, fold.test)
         pred = model.predict(context)
         pred_s += time.perf_counter() - t1
         fit_s += t1 - t0

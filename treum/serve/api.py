@@ -1,9 +1,13 @@
 """The FastAPI application of ``treum serve``: the specification's ``/api/v1/ml`` routes.
 
-``create_app(service_factory)`` builds it around a ``Service``; Ray Serve wraps
-the same app (``treum.serve.ray_app``) and the benchmark serves it with plain
-uvicorn for comparison. Every error is a 4xx (or a 503 when the ensemble cannot
-answer) with a message that says what to fix.
+``create_app(get_service, plugins)`` builds it around a ``Service``, with the
+routes plugins register mounted under the same prefix; Ray Serve wraps the same
+app (``treum.serve.ray_app``) and the benchmark serves it with plain uvicorn for
+comparison. ``POST /predict/{task}`` answers any registered task; ``price`` is
+the ensemble and the specification's other named routes are aliases from the
+config. Routes call the service and the registry's API; none opens a
+transaction. Every error is a 4xx (or a 503 when nothing can answer) with a
+message that says what to fix.
 """
 
 from __future__ import annotations
@@ -108,7 +112,8 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
     app = FastAPI(
         title="treum",
         version="0.1.0",
-        description="Predictions from the models the treum registry says are deployed, combined per market regime.",
+        description="Predictions of any task from the models the treum registry says are deployed, and an "
+                    "ensemble combined per market regime.",
     )
 
     async def service() -> Service:  # async: a sync dependency would cost a thread hop per request

@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 
 import pandas as pd
+
 from treum.core.errors import NotFoundError, did_you_mean
 from treum.core.task import Task
 from treum.registry.schema import MLModel
@@ -37,6 +38,7 @@ from treum.serve.prediction_log import ensemble_rows, single_row
 from treum.serve.settings import ENSEMBLE_ROUTE, ServeSettings, check_plugins
 
 log = logging.getLogger(__name__)
+
 
 def _now_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
@@ -100,25 +102,28 @@ class Service:
         except Exception as exc:  # its task plugin switched off, or a config the task no longer accepts
             live.error = f"{type(exc).__name__}: {exc}"
             log.error("cannot build the task of %s: %s", live.label, live.error)
-        if live.task is None:
-            pass
-        elif self._placement(row.model_name) == "remote" and row.model_name in self.remote:
-            try:
-                self.remote[row.model_name].warm(key, row.model_name, row.model_version)
-            except Exception as exc:
-                log.warning("warming %s failed: %s", live.label, exc)
-        else:
-            try:
-                live.model = load_version(self.registry, self.plugins, live.sha256, live.task)
-            except Exception as exc:  # an artifact that changed, a plugin switched off: the model is down
-                live.error = f"{type(exc).__name__}: {exc}"
-                log.error("cannot load %s: %s", live.label, live.error)
+        if live.task is not None:
+            self._load(live)
         if meta.get("data"):
             self.bars.add_dataset(meta["data"])
         # the instruments it was fitted on (per-instrument models such as GARCH know no others)
         live.entities = tuple(meta.get("entities") or self.bars.instruments_of(meta.get("data")))
         self._loaded[key] = live
         return live
+
+    def _load(self, live: LiveModel) -> None:
+        """Load a version here, or have its remote deployment warm it (``remote`` placement)."""
+        if self._placement(live.name) == "remote" and live.name in self.remote:
+            try:
+                self.remote[live.name].warm(live.id, live.name, live.version)
+            except Exception as exc:
+                log.warning("warming %s failed: %s", live.label, exc)
+            return
+        try:
+            live.model = load_version(self.registry, self.plugins, live.sha256, live.task)
+        except Exception as exc:  # an artifact that changed, a plugin switched off: the model is down
+            live.error = f"{type(exc).__name__}: {exc}"
+            log.error("cannot load %s: %s", live.label, live.error)
 
     def refresh(self) -> bool:
         """Re-read deployments and running experiments; returns whether anything changed."""
@@ -449,7 +454,8 @@ class Service:
         return live.task if live is not None else None
 
     # health -------------------------------------------------------------
-    def _answering(self, task: str) -> dict[str, Any]:
+    def answering(self, task: str) -> dict[str, Any]:
+        """Which version answers ``/predict/<task>`` now, or the status and error a request would get."""
         try:
             live = self.model_for_task(task)
             return {"model": live.name, "version": live.version}
@@ -463,7 +469,7 @@ class Service:
             "live": {n: {"version": m.version, "id": m.id, "task": m.task_name,
                          "loaded": m.model is not None or n in self.remote, "error": m.error}
                      for n, m in self.live.items()},
-            "tasks": {t: self._answering(t) for t in self.plugins.specs("tasks")},
+            "tasks": {t: self.answering(t) for t in self.plugins.specs("tasks")},
             "aliases": {n: {"task": a.task, "instrument": a.instrument} for n, a in s.aliases.items()},
             "experiments": {e.id: {"model": e.model_name, "treatment_percent": e.treatment_percent}
                             for e in self.experiments.values()},

@@ -39,7 +39,7 @@ class PredictRequest(Strict):
 
 
 class BatchItem(PredictRequest):
-    task: str = Field(min_length=1, max_length=100, examples=["volatility"],
+    task: str = Field(min_length=1, max_length=100,
                       description="a registered task, an alias of one (serve.aliases), or 'price' for the ensemble")
 
 

@@ -32,7 +32,7 @@ RESERVED_ROUTES = (ENSEMBLE_ROUTE, BATCH_ROUTE)
 class Member:
     """An ensemble member: ``local`` (inside the router's replica) or ``remote`` (its own deployment)."""
 
-    placement: str = "local"
+    placement: str = "local"  # one of PLACEMENTS (checked in problem(): a dict's values get no choices listed)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Alias:
     """
 
     task: str
-    instrument: str = "request"  # one of ALIAS_INSTRUMENTS (checked in validate: a dict's values get no choices)
+    instrument: str = "request"  # one of ALIAS_INSTRUMENTS (checked in validate(), as placement is)
 
 
 @dataclass(frozen=True)
