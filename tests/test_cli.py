@@ -140,14 +140,14 @@ def test_serve_export_writes_a_deployable_config(tmp_path):
     import yaml
 
     out = tmp_path / "serve.yaml"
-    r = treum("serve", "--export", str(out), "serve.port=9100", "serve.members.ts_transformer.placement=remote")
+    r = treum("serve", "--export", str(out), "serve.port=9100", "serve.ensemble.members.ts_transformer.placement=remote")
     assert r.returncode == 0, r.stderr
     assert f"serve deploy {out}" in r.stdout
     config = yaml.safe_load(out.read_text())
     app = config["applications"][0]
     assert config["http_options"]["port"] == 9100
-    assert app["args"]["settings"]["members"]["ts_transformer"] == {"placement": "remote"}
-    bad = treum("serve", "--export", str(out), "serve.weights.bull.gbm_directoin=1.0", "+serve.prot=1")
+    assert app["args"]["settings"]["ensemble"]["members"]["ts_transformer"] == {"placement": "remote"}
+    bad = treum("serve", "--export", str(out), "serve.ensemble.weights.bull.gbm_directoin=1.0", "+serve.prot=1")
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -29,10 +29,15 @@ TRAIN = {  # model: (data set, task config)
 
 
 def fit_and_register(registry: Registry, plugins, name: str, tmp: Path, end: str = "2016-12-31",
-                     task_config: dict[str, Any] | None = None, **overrides):
-    """Fit a model for its task on real data up to ``end`` and register it (validated), as a training run would."""
+                     task_config: dict[str, Any] | None = None, data: str | None = None, **overrides):
+    """Fit a model for its task on real data up to ``end`` and register it (validated), as a training run would.
+
+    The data set and task config are the model's row of TRAIN, or its task's example for a model not in it.
+    """
     spec = plugins.model(name)
-    data, task_cfg = TRAIN[name]
+    example = plugins.task(spec.task).example
+    data_default, task_cfg = TRAIN.get(name, (example.data, dict(example.config)))
+    data = data or data_default
     task = build_task(plugins.task(spec.task), task_config if task_config is not None else task_cfg)
     cfg = compose_plain([f"model={name}"], plugins)
     config = build_spec_config(spec, {**to_dict(cfg.model), **FAST.get(name, {}), **overrides})

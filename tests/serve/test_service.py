@@ -311,7 +311,7 @@ def test_monitoring_reports_live_models(client):
     assert body["models"]["garch"]["task"] == "volatility"
     health = client.get(f"{API}/health").json()
     assert health["live"]["gbm_direction"]["loaded"] and health["regime"] == {"task": "regime", "model": None}
-    assert health["tasks"]["regime"] == {"model": "markov_regime", "version": "1"}
+    assert health["tasks"]["regime"] == {"model": "markov_regime", "version": "1", "instruments": ["SP500"]}
     assert health["tasks"]["direction"]["status"] == 409
 
 

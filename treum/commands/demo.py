@@ -63,11 +63,31 @@ def run() -> int:
     return serve_once(settings)
 
 
+def serving_needs(registry: Registry, settings: ServeSettings) -> list[str]:
+    """The model names the serving demo needs live: the regime model, each alias's model, the ensemble's members.
+
+    A task's model is the one the serve config names, else the newest registered model of that task.
+    """
+    def of_task(task: str) -> str | None:
+        chosen = settings.model_for(task)
+        if chosen:
+            return chosen
+        rows = [m for m in registry.list_models() if m.model_type == task and m.deployment_status != "retired"]
+        return max(rows, key=lambda m: m.created_at).model_name if rows else None
+
+    needed = []
+    if settings.regime is not None:
+        needed.append(settings.regime.model or of_task(settings.regime.task))
+    needed += [of_task(alias.task) for alias in settings.aliases.values()]
+    if settings.ensemble is not None:
+        needed += list(settings.ensemble.members)
+    return [n for n in dict.fromkeys(needed) if n]
+
+
 def _deploy_for_serving(registry: Registry, settings: ServeSettings) -> None:
     """The combined signal needs its regime model and members live. Where none beat its baselines,
     the demo deploys the newest version anyway, with --force and a reason in the audit log, and says so."""
-    needed = [settings.regime_model, settings.volatility_model, *[m.name for m in settings.members]]
-    for name in needed:
+    for name in serving_needs(registry, settings):
         if registry.live(name) is not None:
             continue
         newest = registry.get(name)
@@ -108,9 +128,22 @@ def serve_once(settings: ServeSettings) -> int:
         again = httpx.post(f"{base}/predict/price", json={"instrument": "SPX"}, timeout=30).json()
         console.print(f"the same request again: {again['timing_ms']['total']:.1f} ms inside the service "
                              f"(members cached: {all(m['cached'] for m in again['members'])})")
-        vol = httpx.post(f"{base}/predict/volatility", json={"instrument": "SPX"}, timeout=30).json()
-        console.print(f"volatility: {vol['model']} v{vol['version']} says {vol['vol_annualised_pct']:.1f}% "
-                             f"annualised as of {vol['as_of'][:10]}")
+        # every task that has a model to answer it, through the generic route (GET /tasks says which)
+        tasks = httpx.get(f"{base}/tasks", timeout=30).json()["tasks"]
+        for name, info in tasks.items():
+            if not info.get("model"):
+                continue
+            known = info.get("instruments") or ["SPX"]  # a per-instrument model answers only its own
+            r = httpx.post(f"{base}/predict/{name}", json={"instrument": "SPX" if "SPX" in known else known[0]},
+                           timeout=30)
+            if r.status_code != 200:
+                console.print(f"POST /predict/{name}: {r.status_code} {r.json().get('error')}")
+                continue
+            body = r.json()
+            values = ", ".join(f"{c}={body[c]:.4g}" for c in info["prediction_columns"])
+            label = f" -> {body['label']}" if body.get("label") else ""
+            console.print(f"POST /predict/{name}: {body['model']} v{body['version']} on {body['instrument']} as of "
+                          f"{body['as_of'][:10]}: {values}{label}")
     finally:
         ray_app.stop()
     registry = Registry()

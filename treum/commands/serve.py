@@ -19,7 +19,7 @@ def main(args: argparse.Namespace) -> int:
 
     plugins = create_plugin_registry()
     cfg = compose_plain(args.overrides, plugins)
-    settings = ServeSettings.from_config(to_dict(cfg.serve))
+    settings = ServeSettings.from_config(to_dict(cfg.serve), plugins)
     url = cfg.registry.get("url")
     if args.export:
         path = ray_app.export_config(settings, url, treum_home(), args.export)
@@ -44,4 +44,4 @@ def main(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     sv = sub.add_parser("serve", help="serve the deployed models over HTTP with Ray Serve (serve.port=8000 ...)")
     sv.add_argument("--export", metavar="FILE", help="write a Serve config file for `serve deploy` instead of serving")
-    sv.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.port=9000 serve.members.ts_transformer.placement=remote")
+    sv.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.port=9000 serve.ensemble.members.ts_transformer.placement=remote")

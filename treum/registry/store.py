@@ -344,12 +344,13 @@ class Registry:
                 ).scalars()
             )
 
-    def load(self, name: str, version: str | None, models: Mapping[str, Any]) -> Any:
-        """Load a registered version after verifying its artifact's hashes."""
+    def load(self, name: str, version: str | None, models: Mapping[str, Any],
+             tasks: Mapping[str, Any] | None = None) -> Any:
+        """Load a registered version after verifying its artifact's hashes (with its task, given the task specs)."""
         from treum.core.model import load_model
 
         row = self.get(name, version)
-        return load_model(self.artifacts.get(row.artifact_sha256), dict(models))
+        return load_model(self.artifacts.get(row.artifact_sha256), dict(models), tasks)
 
     # lifecycle ------------------------------------------------------------
     def _set_live(self, s: Session, target: MLModel | None, name: str, action: str, actor: str,

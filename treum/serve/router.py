@@ -458,7 +458,7 @@ class Service:
         """Which version answers ``/predict/<task>`` now, or the status and error a request would get."""
         try:
             live = self.model_for_task(task)
-            return {"model": live.name, "version": live.version}
+            return {"model": live.name, "version": live.version, "instruments": list(live.entities)}
         except RequestError as exc:
             return {"model": None, "status": exc.status, "error": exc.message}
 
