@@ -100,18 +100,17 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
 
 UVICORN_APP = """
 import sys
-from treum.configuration import compose_plain
+from treum.commands.compose import compose_plain, to_dict
 from treum.core.plugins import create_plugin_registry
 from treum.registry.store import Registry
-from treum.runner import to_dict
 from treum.serve.api import create_app
 from treum.serve.router import Service
 from treum.serve.settings import ServeSettings
 import uvicorn
 plugins = create_plugin_registry()
-settings = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve))
+settings = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve), plugins)
 service = Service(settings, Registry(), plugins)
-uvicorn.run(create_app(lambda: service), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+uvicorn.run(create_app(lambda: service, plugins), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 
@@ -122,28 +121,27 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18500)
     args = parser.parse_args()
 
-    from treum import runner
-    from treum.configuration import compose_plain
+    from treum.commands.compose import compose_plain, to_dict
+    from treum.commands.demo import serving_needs
     from treum.core.plugins import create_plugin_registry
     from treum.registry.store import Registry, treum_home
     from treum.serve import ray_app
     from treum.serve.settings import ServeSettings
 
     plugins = create_plugin_registry()
-    base = ServeSettings.from_config(runner.to_dict(compose_plain([], plugins).serve))
+    base = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve), plugins)
     reg = Registry()
-    missing = [n for n in [base.regime_model, *[m.name for m in base.members]] if reg.live(n) is None]
+    missing = [n for n in serving_needs(reg, base) if reg.live(n) is None]
     reg.close()
     if missing:
         sys.exit(f"nothing deployed for {missing} in {treum_home()}; run `make demo` first")
 
     rows = []
     for label, placement in (("ray serve, members local", "local"), ("ray serve, transformer remote", "remote")):
-        settings = dataclasses.replace(
-            base, port=args.port, direct_port=args.port + 1,
-            members=tuple(dataclasses.replace(m, placement=placement) if m.name == "ts_transformer" else m
-                          for m in base.members),
-        )
+        members = {n: dataclasses.replace(m, placement=placement) if n == "ts_transformer" else m
+                   for n, m in base.ensemble.members.items()}
+        settings = dataclasses.replace(base, port=args.port, direct_port=args.port + 1,
+                                       ensemble=dataclasses.replace(base.ensemble, members=members))
         ray_app.start(settings, None, treum_home())
         try:
             for name, url in ((f"{label} (direct ingress)", f"http://127.0.0.1:{args.port + 1}"),
