@@ -96,8 +96,8 @@ def test_a_run_that_fails_half_way_records_the_failure_and_registers_nothing(tmp
     reg = Registry()
     assert reg.list_models() == []
     (job,) = reg.jobs()
-    # the data failed before the model's work started: the job is cancelled, with the reason
-    assert job.status == "cancelled" and "data runs 2021-01-01" in job.error_message
+    # the data failed before the model's work started: the job failed, saying why
+    assert job.status == "failed" and "data runs 2021-01-01" in job.error_message
     reg.close()
 
 
@@ -188,7 +188,7 @@ def test_one_failing_combination_of_a_sweep_does_not_stop_the_others(treum_home)
     assert r.returncode == 2, r.stderr
     assert "multirun: 1 of 2 runs succeeded" in r.stderr and "data runs 2017-01-03" in r.stderr
     statuses = sorted(j.status for j in Registry().jobs())
-    assert statuses == ["cancelled", "completed"]
+    assert statuses == ["completed", "failed"]
 
 
 def test_volatility_horizons_come_from_the_task(treum_home):
@@ -257,3 +257,80 @@ def test_shell_completion_completes_groups_and_plugin_choices():
     assert r.returncode == 0 and "model=momentum_sign" in r.stdout  # a third-party plugin's model
     r = treum("-sc", "query=bash", env={"COMP_LINE": "treum lead", "COMP_POINT": "10"})
     assert r.stdout.split() == ["leaderboard"]
+
+
+COIN = '''
+from dataclasses import dataclass
+import numpy as np, pandas as pd
+from treum.core.estimators import JsonStateModel, NoConfig
+from treum.core.hookspecs import hookimpl
+from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
+from treum.core.task import Task
+
+
+class Coin(Task):
+    """P(up), scored by accuracy: a small task of a local plugin."""
+    def make_targets(self, panel):
+        r = np.log(panel["close"]).groupby(level="entity").shift(-1) - np.log(panel["close"])
+        return pd.DataFrame({"target": np.where(r.isna(), np.nan, (r > 0).astype(float))}, index=panel.index)
+    def label_horizon(self):
+        return 1
+    def prediction_columns(self):
+        return ("p_heads",)
+    def score(self, oos, n_boot, seed):
+        sub = oos.dropna(subset=["target", "p_heads"])
+        return {"n": float(len(sub)), "accuracy": float(((sub["p_heads"] > 0.5) == (sub["target"] > 0.5)).mean())}
+
+
+class Half(JsonStateModel):
+    def fit(self, data, valid=None):
+        self.state_ = {}
+    def predict(self, data):
+        return pd.DataFrame({"p_heads": 0.6}, index=data.index)
+
+
+class Boom(Half):
+    def fit(self, data, valid=None):
+        raise RuntimeError("the baseline broke")
+
+
+Coin.spec = TaskSpec(name="coin", description="a coin", config_cls=NoConfig, factory=Coin, primary_metric="accuracy",
+                     higher_is_better=True, baselines=(Baseline("boom", "boom"),), headline=("accuracy",),
+                     example=TaskExample("sp500", "2003-01-01", "2012-12-31"))
+
+
+@hookimpl
+def treum_tasks():
+    return [Coin.spec]
+
+
+@hookimpl
+def treum_models():
+    return [ModelSpec(name="half", family="rule", task="coin", capabilities=frozenset(), config_cls=NoConfig,
+                      factory=Half),
+            ModelSpec(name="boom", family="baseline", task="coin", capabilities=frozenset(), config_cls=NoConfig,
+                      factory=Boom, baseline=True)]
+
+
+@hookimpl
+def treum_config_searchpath():
+    return ["file://CONF"]
+'''
+
+
+def test_a_failing_baseline_stops_the_run_and_fails_the_jobs_it_never_started(tmp_path):
+    conf = tmp_path / "conf"
+    for group, name in (("task", "coin"), ("model", "half"), ("model", "boom")):
+        (conf / group).mkdir(parents=True, exist_ok=True)
+        (conf / group / f"{name}.yaml").write_text(f"name: {name}\n")
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "coin.py").write_text(COIN.replace("CONF", str(conf)))
+    (tmp_path / "plugins.toml").write_text('[plugins]\npaths = ["local"]\n')
+    home = tmp_path / "home2"
+    r = treum("evaluate", "model=half", "eval.bootstrap=0", cwd=tmp_path, env={"TREUM_HOME": str(home)})
+    assert r.returncode == 2
+    assert "baseline 'boom' (boom) failed: RuntimeError: the baseline broke" in r.stderr and "Traceback" not in r.stderr
+    reg = Registry(home=home)
+    (job,) = reg.jobs()
+    assert job.status == "failed" and "the baseline broke" in job.error_message
+    reg.close()

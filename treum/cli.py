@@ -60,6 +60,8 @@ def _complete(argv: list[str]) -> int:
         point = int(os.environ.get("COMP_POINT", len(line)))
         os.environ["COMP_POINT"] = str(max(point - len(words[1]) - 1, 0))
         return _run(words[1], argv)
+    if len(words) > 2:  # past the command name: the management commands take flags, not Hydra overrides
+        return 0
     partial = words[1] if len(words) > 1 else ""
     names = [*RUN_COMMANDS, "registry", "plugins", "data", "serve", "demo"]
     print(" ".join(n for n in names if n.startswith(partial)))

@@ -130,3 +130,10 @@ def test_the_validator_covers_nested_dataclasses_paths_enums_and_dicts():
         with pytest.raises(ConfigError) as err:
             build_config(Outer, values, "x")
         assert message in str(err.value), str(err.value)
+
+
+def test_the_purge_and_the_registry_group_are_checked_before_any_work(plugins):
+    with pytest.raises(ConfigError, match="eval.purge=2 is shorter"):
+        compose_run(["model=garch", "eval.purge=2"], plugins)
+    with pytest.raises(ConfigError, match="registry.register: expected true or false, got 'yes please'"):
+        compose_run(["model=garch", "registry.register=yes please"], plugins)

@@ -9,8 +9,7 @@ import pytest
 
 from treum.core.data import make_panel, slice_time
 from treum.core.errors import ConfigError
-from treum.core.evaluation import WalkForwardConfig, make_folds
-from treum.core.data import Segments
+from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.task import build_task
 from treum.plugins.tasks.direction import direction_target
 from treum.plugins.tasks.regime import BEAR, BULL, lunde_timmermann, regime_metrics
@@ -63,30 +62,45 @@ def test_the_2008_crash_is_a_bear_market_on_real_data(plugins):
     assert labels.loc["2020-03-01":"2020-03-20"].eq(BEAR).all()
 
 
-def test_regime_labels_a_fold_fits_on_do_not_depend_on_later_prices(plugins):
-    """Truncate the prices at each fold's fit end, recompute: every label that fold trained on is unchanged.
+class _Recorder(JsonStateModel):
+    """Records the labels each fold's fit receives (train, valid); predicts a constant."""
 
-    With the whole sample's dating (what the runs used before), the labels just before
-    the 2007 peak and the 2009 trough are decided by prices inside later test blocks.
-    """
-    panel = plugins.dataset("sp500_index").load({})
-    task = build_task(plugins.task("regime"))
-    assert task.label_horizon() is None  # decided after the fact
-    segs = Segments.from_config({"train": ["1990-01-01", "2002-12-31"], "valid": ["2003-01-01", "2004-12-31"],
-                                 "test": ["2005-01-01", "2012-12-31"]})
-    folds = make_folds(panel.index.get_level_values("timestamp"), segs, WalkForwardConfig(refit_every=252), 0)
-    full = task.make_targets(panel)["target"]
-    leaked = 0
-    for fold in folds:
-        used = task.labels_as_of(panel, fold.fit_end)["target"]
-        again = task.labels_as_of(slice_time(panel, end=fold.fit_end), fold.fit_end)["target"]
-        pd.testing.assert_series_equal(used, again)
-        assert used.index.get_level_values("timestamp").max() == fold.fit_end
-        known = used.dropna()
-        # a label the fold used is the label the whole sample gives that bar: confirmed phases never change
-        assert (known == full.reindex(known.index)).all()
-        leaked += int((full.reindex(used.index).notna() & used.isna()).sum())
-    assert leaked > 0, "the whole-sample dating labels bars that were undecided at the fold's end"
+    seen: list = []
+
+    def fit(self, data, valid=None):
+        _Recorder.seen.append((data["target"].copy(), None if valid is None else valid["target"].copy()))
+        self.state_ = {}
+
+    def predict(self, data):
+        return pd.DataFrame({"p_bear": 0.5}, index=data.index)
+
+
+def test_every_regime_label_a_fold_trained_on_is_unchanged_when_later_prices_are_removed(plugins):
+    """Run the real walk-forward of `treum leaderboard task=regime data=sp500_index` with a model that records
+    what it is fitted on; then, per fold, cut the prices at the fold's last fitted bar, date them again, and
+    find every label the fold used unchanged. With the whole sample's dating (what runs used before), the
+    labels of the bars before the 2007 peak and other turns were decided by prices inside later test blocks."""
+    from treum.commands import run as stages
+    from treum.commands.compose import compose_leaderboard
+    from treum.core.specs import ModelSpec
+
+    cfg = compose_leaderboard(["task=regime", "data=sp500_index", "eval.bootstrap=0"], plugins)
+    prep = stages.prepare(cfg, plugins)
+    spec = ModelSpec(name="recorder", family="test", task="regime", capabilities=frozenset({"sequential"}),
+                     config_cls=NoConfig, factory=_Recorder)
+    _Recorder.seen = []
+    result = stages.evaluate("recorder", spec, NoConfig(), prep)
+    assert len(_Recorder.seen) == len(result.folds) > 10
+    full = prep.frame["target"]
+    decided_later = 0
+    for fold, (train, valid) in zip(result.folds, _Recorder.seen):
+        assert valid is not None and valid.index.get_level_values("timestamp").max() <= fold.fit_end < fold.test[0]
+        for used, end in ((train, fold.train[1]), (valid, fold.valid[1])):
+            assert used.index.get_level_values("timestamp").max() <= end
+            again = prep.task.labels_as_of(slice_time(prep.panel, end=end), end)["target"]
+            pd.testing.assert_series_equal(used, again.reindex(used.index), check_names=False)
+            decided_later += int((used.isna() & full.reindex(used.index).notna()).sum())
+    assert decided_later > 0, "the whole sample's dating labels bars that were undecided at the folds' ends"
 
 
 def test_regime_detection_lag_counts_bars_to_first_bear_call():
@@ -109,6 +123,13 @@ def test_volatility_columns_and_headline_follow_the_horizons(plugins):
 def test_task_configs_are_validated(plugins, values, error):
     with pytest.raises(ConfigError, match=error.replace("[", r"\[").replace("'", "'")):
         build_task(plugins.task("volatility"), values)
+
+
+def test_a_model_scored_on_fewer_rows_than_a_baseline_is_never_validated(plugins):
+    task = build_task(plugins.task("direction"))
+    assert task.beats({"auc": 0.60, "n": 2010}, [{"auc": 0.51, "n": 2010}])
+    assert not task.beats({"auc": 0.60, "n": 1500}, [{"auc": 0.51, "n": 2010}])
+    assert not task.beats({"auc": 0.50, "n": 2010}, [{"auc": 0.51, "n": 2010}])
 
 
 def test_outcomes_are_scored_by_each_task(plugins):

@@ -69,14 +69,14 @@ def test_jobs_never_started_are_cancelled_when_the_batch_ends(registry):
     assert _actions(registry, skipped.id) == ["job.create", "job.cancel"]
 
 
-def test_the_exception_that_ends_a_batch_is_the_reason_its_queued_jobs_were_cancelled(registry):
+def test_the_exception_that_ends_a_batch_fails_its_queued_jobs_with_the_reason(registry):
     with pytest.raises(FileNotFoundError, match="sp500.csv"):
         with registry.job_batch("ci") as batch:
             jobs = [batch.create(f"train:{n}", "training", {}, {}, {}) for n in "ab"]
             raise FileNotFoundError("sp500.csv is missing")
     for job in jobs:
         row = registry.job(job.id)
-        assert row.status == "cancelled"
+        assert row.status == "failed"  # the run failed: not a cancellation by anyone
         assert "never started" in row.error_message and "FileNotFoundError: sp500.csv is missing" in row.error_message
     with pytest.raises(RegistryError, match="batch has ended"):
         batch.create("late", "training", {}, {}, {})

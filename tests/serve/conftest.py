@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from treum.commands.contract import FAST as CONTRACT_FAST
+
 from treum.commands.compose import compose_plain, to_dict
 from treum.core.config import build_spec_config, config_dict
 from treum.core.data import slice_time
@@ -18,7 +20,7 @@ from treum.core.task import build_task
 from treum.registry.store import Registry
 from treum.serve.settings import ServeSettings
 
-FAST = {"ts_transformer": {"max_epochs": 1, "d_model": 16, "window": 16}, "markov_regime": {"search_reps": 1}}
+FAST = {**CONTRACT_FAST, "ts_transformer": {**CONTRACT_FAST["ts_transformer"], "max_epochs": 1}}  # faster still
 TRAIN = {  # model: (data set, task config)
     "gbm_direction": ("sp500", {"horizon": 1, "horizons": [1]}),
     "logit_direction": ("sp500", {"horizon": 1, "horizons": [1]}),

@@ -47,8 +47,8 @@ def key(service):
 class Fixed:
     """A stand-in for a loaded model that answers the same values on every bar."""
 
-    def __init__(self, spec, **values: float):
-        self.spec, self.values = spec, values
+    def __init__(self, spec, task=None, **values: float):
+        self.spec, self.task, self.values = spec, task, values
 
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({c: np.full(len(data), v) for c, v in self.values.items()}, index=data.index)
@@ -56,7 +56,7 @@ class Fixed:
 
 def _fix(service: Service, name: str, **values: float) -> None:
     live = service.live[name]
-    live.model = Fixed(live.model.spec, **values)
+    live.model = Fixed(live.model.spec, getattr(live.model, "task", None), **values)
 
 
 def _rows(service: Service, prediction_id: str) -> dict[str, MLPrediction]:
@@ -101,6 +101,14 @@ def test_every_registered_task_answers_in_its_own_columns(task, serve_home, serv
         assert row.input_features["task"] == task and str(row.model_id) == live.id
         logged = version_task.log_fields(values)
         assert row.prediction_class == logged["prediction_class"]
+        # the outcome is scored by this task's rule (1.0 is a valid outcome of every task here)
+        key = {"Authorization": f"Bearer {svc.registry.create_api_key(f'outcome-{task}')}"}
+        r = client.post(f"{API}/predictions/{body['prediction_id']}/outcome", json={"actual_value": 1.0}, headers=key)
+        assert r.status_code == 200 and r.json()["updated"] == 1, r.text
+        (row,) = _rows(svc, body["prediction_id"]).values()
+        expected_correct, expected_error = version_task.score_outcome(logged, 1.0)
+        assert row.is_correct == expected_correct
+        assert row.prediction_error == (pytest.approx(expected_error) if expected_error is not None else None)
     finally:
         svc.close()
 
@@ -237,11 +245,19 @@ def test_a_volatility_outcome_stores_its_error(client, service, key):
     assert row.prediction_error == pytest.approx(body["var_h1"] - 1.5, abs=1e-6)
 
 
+def test_an_answer_outside_the_tasks_range_is_withheld(service, client):
+    _fix(service, "markov_regime", p_bear=1.3)
+    r = client.post(f"{API}/predict/market-regime", json={"instrument": "SPX"})
+    assert r.status_code == 503 and "p_bear=1.3 outside [0.0, 1.0]" in r.json()["error"]
+
+
 def test_outcome_errors_say_what_to_fix(client, key):
     missing = client.post(f"{API}/predictions/abc123/outcome", json={"actual_value": 1.0}, headers=key)
     assert missing.status_code == 404 and "retry" in missing.json()["error"]
     wildcard = client.post(f"{API}/predictions/abc%25/outcome", json={"actual_value": 1.0}, headers=key)
     assert wildcard.status_code == 422 and "letters, digits" in wildcard.json()["error"]
+    huge = client.post(f"{API}/predictions/abc123/outcome", json={"actual_value": 1e12}, headers=key)
+    assert huge.status_code == 422 and "smaller than 1e10" in huge.json()["error"]  # not a database overflow (500)
 
 
 def test_weights_missing_for_the_regimes_label_is_a_503(serve_home, serve_plugins):

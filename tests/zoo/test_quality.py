@@ -55,7 +55,9 @@ def test_drawdown_model_of_the_example_plugin_beats_its_base_rate(plugins):
     """The third-party task's model, through treum's own walk-forward: volatility clusters, so drawdowns do too."""
     prep, res, baselines = _evaluate(plugins, ["model=drawdown_logit", "data=sp500"])
     assert res.metrics["n"] == baselines["base_rate"].metrics["n"] > 1900
-    assert res.metrics["auc"] > 0.55 > baselines["base_rate"].metrics["auc"] - 0.01
+    base = baselines["base_rate"].metrics
+    assert res.metrics["auc"] > 0.60  # measured 0.644; the base rate is constant within each fold
+    assert res.metrics["brier"] < base["brier"]  # measured 0.142 vs 0.183
 
 
 def test_markov_regime_detects_every_bear_market_since_2005(plugins):

@@ -18,6 +18,7 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dataclasses import dataclass
 from typing import Any
 
 from treum.core.config import build_config, build_spec_config
@@ -133,7 +134,9 @@ def model_fields(plugins: PluginRegistry, name: str) -> list[str]:
 def compose_run(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig:
     """Compose and validate the config of one run; the model's config is checked before any work."""
     overrides = list(overrides)
-    chosen_model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), "gbm_direction")
+    chosen_model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), None)
+    if chosen_model is None:  # the root config's default model, for the hint of the first composition
+        chosen_model = str(_compose_once([], plugins, {}).model.name)
     hint = {"model": model_fields(plugins, chosen_model)}
     cfg = _compose_once(overrides, plugins, hint)
     hint = {k: list(v.keys()) for k, v in cfg.items() if isinstance(v, DictConfig)}
@@ -151,10 +154,27 @@ def compose_run(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig
     return cfg
 
 
+@dataclass
+class RegistryConfig:
+    """``conf/registry/*.yaml``."""
+
+    url: str | None = None  # null: $TREUM_REGISTRY_URL, else SQLite in $TREUM_HOME
+    register: bool | None = None  # null: train registers, leaderboard does not
+
+
 def validate_run_config(cfg: DictConfig, plugins: PluginRegistry) -> None:
     """Validate the task's and the walk-forward's configs (the model's is checked by compose_run)."""
-    build_spec_config(plugins.task(cfg.task.name), to_dict(cfg.task), "task")
-    build_config(WalkForwardConfig, to_dict(cfg.eval), "eval")
+    from treum.core.task import build_task
+
+    task = build_task(plugins.task(cfg.task.name), to_dict(cfg.task))
+    eval_cfg = build_config(WalkForwardConfig, to_dict(cfg.eval), "eval")
+    build_config(RegistryConfig, to_dict(cfg.registry), "registry")
+    horizon = task.label_horizon()
+    if eval_cfg.purge is not None and horizon and eval_cfg.purge < horizon:
+        raise ConfigError(
+            f"eval.purge={eval_cfg.purge} is shorter than task '{task.name}''s labels, which look {horizon} bars "
+            f"ahead: training labels would reach into the test block; use eval.purge={horizon} or more (or null)"
+        )
 
 
 def compose_plain(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig:
@@ -163,7 +183,13 @@ def compose_plain(overrides: Sequence[str], plugins: PluginRegistry) -> DictConf
 
 
 def compose_leaderboard(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig:
-    """A leaderboard's config: every model of the chosen task, so the model group is not validated."""
+    """A leaderboard's config: every model of the chosen task, each with its own YAML."""
+    chosen = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] == "model"]
+    if chosen:
+        raise ConfigError(
+            f"a leaderboard runs every model of its task with its own config, so {chosen[0]!r} would be ignored; "
+            "drop it, or use `treum evaluate model=NAME ...` for one model with overrides"
+        )
     cfg = _compose_once(list(overrides), plugins, {})
     plugins.task(cfg.task.name)  # a clear error for an unknown task
     validate_run_config(cfg, plugins)
@@ -178,9 +204,10 @@ def model_config(plugins: PluginRegistry, name: str, base_overrides: list[str], 
     A baseline (or every model of a leaderboard) gets its YAML plus ``extra``, the task's
     fixed overrides, never the run's ``model.*`` ones.
     """
-    keep = [o for o in base_overrides if not o.lstrip("+~").startswith("model=")]
-    if not own:
-        keep = [o for o in keep if not o.lstrip("+~").startswith("model.")]
+    if own:
+        keep = [o for o in base_overrides if not o.lstrip("+~").startswith("model=")]
+    else:  # its own YAML: an experiment bundle's or the command line's model.* belong to the run's model only
+        keep = [o for o in base_overrides if o.lstrip("+~").split("=")[0] == "seed"]
     cfg = _compose_once(keep + [f"model={name}"], plugins, {"model": model_fields(plugins, name)})
     values = {**to_dict(cfg.model), **(extra or {})}
     return build_spec_config(plugins.model(name), values)
@@ -198,7 +225,13 @@ def expand_multirun(overrides: Sequence[str]) -> list[list[str]]:
     for o in parsed:
         if o.is_sweep_override():
             key = o.get_key_element()
-            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            try:
+                choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            except HydraException:
+                raise ConfigError(
+                    f"{o.input_line}: treum checks every combination of a sweep before it starts, so write the "
+                    f"choices out (e.g. {key}=a,b,c or range(1,5)); glob() and interval() are not expanded here"
+                ) from None
         else:
             choices.append([o.input_line])
     return [list(c) for c in itertools.product(*choices)]

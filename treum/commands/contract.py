@@ -29,7 +29,7 @@ import pandas as pd
 from treum.commands.compose import model_config
 from treum.core.data import slice_time
 from treum.core.errors import ArtifactIntegrityError
-from treum.core.evaluation import without_labels
+from treum.core.evaluation import Fold, fit_rows, without_labels
 from treum.core.model import build_model, load_model
 from treum.core.task import Task, build_task
 
@@ -65,11 +65,12 @@ def fit_predict(plugins: Any, spec: Any, frame: pd.DataFrame, overrides: dict | 
     """Fit on the example's train/valid split and predict the test year (labels as known at the fit's end)."""
     train, valid, test_start = split(frame)
     task = task_of(plugins, spec)
-    if task.label_horizon() is None:
-        known = task.labels_as_of(frame, valid.index.get_level_values("timestamp").max())
-        train, valid = train.copy(), valid.copy()
-        for col in known.columns:
-            train[col], valid[col] = known[col].reindex(train.index), known[col].reindex(valid.index)
+    if task.label_horizon() is None:  # as the walk-forward does: labels as known at each block's last bar
+        train_end = train.index.get_level_values("timestamp").max()
+        valid_end = valid.index.get_level_values("timestamp").max()
+        fold = Fold(0, (train.index.get_level_values("timestamp").min(), train_end),
+                    (valid.index.get_level_values("timestamp").min(), valid_end), (test_start, test_start))
+        train, valid = fit_rows(frame, fold, lambda end: task.labels_as_of(frame, end))
     config = model_config(plugins, spec.name, [], {**FAST.get(spec.name, {}), **(overrides or {})})
     model = build_model(spec, config, task)
     fitted = model.fit(train, valid)

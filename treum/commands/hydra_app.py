@@ -81,7 +81,8 @@ def validate(command: str, argv: Sequence[str], plugins) -> list[str]:
     For a single train/evaluate run that chose no task, the task of the chosen model is
     added, so ``--cfg job`` and the run's config agree with what runs.
     """
-    from treum.commands.compose import compose_leaderboard, compose_run, expand_multirun
+    from treum.commands.compose import compose_leaderboard, compose_run, expand_multirun, model_config
+    from treum.commands.run import models_of_task
 
     multirun, flags, overrides, hydra_overrides = _split(argv)
     combos = expand_multirun(overrides) if multirun else [overrides]
@@ -93,6 +94,12 @@ def validate(command: str, argv: Sequence[str], plugins) -> list[str]:
                 f"'{spec.name}' is a baseline: it is scored beside every model of its task but never registered; "
                 f"run `treum leaderboard task={spec.task}`"
             )
+        # every other config the run will build: the task's baselines, and a leaderboard's models
+        for baseline in plugins.task(cfg.task.name).baselines:
+            model_config(plugins, baseline.model, combo, dict(baseline.overrides))
+        if command == "leaderboard":
+            for name in models_of_task(plugins, cfg.task.name):
+                model_config(plugins, name, combo)
     if not multirun and command != "leaderboard" and not any(o.lstrip("+~").startswith("task=") for o in overrides):
         overrides = [*overrides, f"task={cfg.task.name}"]
     return [*flags, *hydra_overrides, *overrides]
@@ -107,6 +114,7 @@ def run_app(command: str, argv: Sequence[str], job: Callable[[DictConfig, list[s
 
     plugins = _plugins()
     args = list(argv)
+    expected = None  # how many jobs must report, when the command runs jobs
     if any(a.split("=")[0] in INFO_FLAGS for a in args):
         try:  # --cfg job should show the config that would run, but Hydra reports bad overrides itself
             args = validate(command, args, plugins)
@@ -115,6 +123,10 @@ def run_app(command: str, argv: Sequence[str], job: Callable[[DictConfig, list[s
             args = [*flags, *hydra_overrides, *overrides]
     else:
         args = validate(command, args, plugins)
+        from treum.commands.compose import expand_multirun
+
+        multirun, _, overrides, _ = _split(args)
+        expected = len(expand_multirun(overrides)) if multirun else 1
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
 
@@ -154,6 +166,8 @@ def run_app(command: str, argv: Sequence[str], job: Callable[[DictConfig, list[s
         code = 0
     except SystemExit as exc:  # --help, --info, Hydra's own errors
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # Hydra refusing its arguments (jobs catch their own errors)
+        raise TreumError(f"hydra: {exc}") from None
     finally:
         sys.argv = old_argv
         if old_env is None:
@@ -163,8 +177,12 @@ def run_app(command: str, argv: Sequence[str], job: Callable[[DictConfig, list[s
     lines = [json.loads(line) for line in Path(status_path).read_text().splitlines() if line.strip()]
     Path(status_path).unlink(missing_ok=True)
     failed = [r for r in lines if r["rc"]]
-    if len(lines) > 1:
-        print(f"\nmultirun: {len(lines) - len(failed)} of {len(lines)} runs succeeded", file=sys.stderr)
+    silent = max((expected or 0) - len(lines), 0)  # jobs killed before they could report (OOM, a signal)
+    if len(lines) > 1 or silent:
+        total = len(lines) + silent
+        print(f"\nmultirun: {len(lines) - len(failed)} of {total} runs succeeded", file=sys.stderr)
         for r in failed:
             print(f"  failed ({r['rc']}): {' '.join(r['overrides'])}: {r['error']}", file=sys.stderr)
-    return max([code, *(r["rc"] for r in lines)])
+        if silent:
+            print(f"  {silent} run(s) ended without reporting (killed?); see the sweep folder's logs", file=sys.stderr)
+    return max([code, *(r["rc"] for r in lines), 1 if silent else 0])

@@ -28,7 +28,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
-from treum.commands.compose import model_config, to_dict
+from treum.commands.compose import model_config, to_dict, validate_run_config
 from treum.commands.output import console, new_run_dir, progress_bar, write_table
 from treum.core.config import build_config, config_dict
 from treum.core.data import Segments, data_version
@@ -76,6 +76,7 @@ class Prepared:
 
 def prepare(cfg: DictConfig, plugins: PluginRegistry) -> Prepared:
     """Load, validate, featurise and label the configured data set for the configured task."""
+    validate_run_config(cfg, plugins)  # task, eval, registry and the purge against the labels' horizon
     data_cfg = to_dict(cfg.data)
     segments = Segments.from_config(data_cfg.get("segments") or {})
     eval_cfg = build_config(WalkForwardConfig, to_dict(cfg.eval), "eval")

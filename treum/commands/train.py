@@ -19,7 +19,7 @@ def run(command: str, cfg: DictConfig, overrides: list[str], run_dir: Path) -> i
 
     plugins = create_plugin_registry()
     cfg = compose_run(overrides, plugins)  # the task follows the model in every combination of a sweep
-    register = command == "train" and cfg.registry.get("register") is not False
+    register = command == "train" and cfg.registry.get("register") is not False  # validated: true, false or null
     outcome = stages.run_models(cfg, plugins, [cfg.model.name], overrides, command, register, run_dir)
     print_run(outcome)
     return 1 if outcome.failures else 0

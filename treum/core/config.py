@@ -62,32 +62,72 @@ def _adapter(cls: type) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(cls)
 
 
+_TAGS = {"int", "float", "str", "bool", "list", "dict", "tuple", "set", "none", "bytes", "path", "date", "datetime",
+         "enum", "literal", "is-instance", "lax-or-strict", "json-or-python", "dataclass-args", "dataclass"}
+
+
+def _step(tp: Any, part: Any) -> Any:
+    """The type one path part leads into: a dataclass field, a dict's value, a list's item; Any if unknown."""
+    for arg in (tp, *typing.get_args(tp)):  # Optional[X] and unions: the first member the part fits
+        origin = typing.get_origin(arg)
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg) and isinstance(part, str):
+            hints = typing.get_type_hints(arg)
+            if part in hints:
+                return hints[part]
+        elif origin in (dict, Mapping) and isinstance(part, str):
+            args = typing.get_args(arg)
+            return args[1] if len(args) == 2 else Any
+        elif origin in (list, tuple, set) and isinstance(part, int):
+            args = typing.get_args(arg)
+            return args[0] if args else Any
+    return Any
+
+
+def _dataclass_of(tp: Any) -> Any:
+    for arg in (tp, *typing.get_args(tp)):
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def _type_names(cls: type) -> set[str]:
+    """Names pydantic may put into an error's path for a union member: the dataclasses reachable from ``cls``."""
+    names: set[str] = set()
+    todo: list[Any] = [cls]
+    seen: set[Any] = set()
+    while todo:
+        tp = todo.pop()
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            if tp in seen:
+                continue
+            seen.add(tp)
+            names.add(tp.__name__)
+            todo.extend(typing.get_type_hints(tp).values())
+        else:
+            todo.extend(typing.get_args(tp))  # unions, dicts, lists: their members
+    return names
+
+
+def _clean_path(cls: type, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The error's path in config keys: without the type tags pydantic adds for unions and validators."""
+    names = _type_names(cls)
+    return tuple(p for p in loc if isinstance(p, int) or not (
+        p in _TAGS or p in names or "[" in p or p.startswith("function-")))
+
+
 def _fields_at(cls: type, path: tuple[Any, ...]) -> list[str]:
-    """The field names of the (nested) dataclass that ``path`` leads into."""
+    """The field names of the (nested) dataclass that ``path`` leads into (through dicts and lists too)."""
     tp: Any = cls
     for part in path:
-        if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
-            return []
-        hints = typing.get_type_hints(tp)
-        if part not in hints:
-            return []
-        tp = hints[part]
-        for arg in typing.get_args(tp) or ():  # Optional[Nested] -> Nested
-            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
-                tp = arg
-    return [f.name for f in dataclasses.fields(tp)] if isinstance(tp, type) and dataclasses.is_dataclass(tp) else []
+        tp = _step(tp, part)
+    target = _dataclass_of(tp)
+    return [f.name for f in dataclasses.fields(target)] if target is not None else []
 
 
 def _choices(cls: type, path: tuple[Any, ...]) -> list[str]:
     tp: Any = cls
     for part in path:
-        if isinstance(part, int):
-            args = typing.get_args(tp)
-            tp = args[0] if args else Any
-            continue
-        if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
-            return []
-        tp = typing.get_type_hints(tp).get(part, Any)
+        tp = _step(tp, part)
     choices: list[str] = []
     for arg in (tp, *typing.get_args(tp)):
         if typing.get_origin(arg) is typing.Literal:
@@ -98,16 +138,14 @@ def _choices(cls: type, path: tuple[Any, ...]) -> list[str]:
 
 
 def _message(cls: type, error: Mapping[str, Any], where: str, owner: str) -> str:
-    loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
-    # pydantic adds the name of a union member or of a dataclass to the path; keep field names and indices
-    path = tuple(p for p in loc if isinstance(p, int) or not p[:1].isupper())
+    path = _clean_path(cls, tuple(error.get("loc", ())))
     key = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
     kind = error.get("type", "")
     value = error.get("input")
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         fields = _fields_at(cls, path[:-1])
-        return (f"{key}: unknown key for {owner}{did_you_mean(str(path[-1]), fields)} "
-                f"(known keys: {', '.join(fields)})")
+        known = f" (known keys: {', '.join(fields)})" if fields else ""
+        return f"{key}: unknown key for {owner}{did_you_mean(str(path[-1]), fields)}{known}"
     if kind in ("missing", "missing_argument"):
         return f"{key}: missing; give a value"
     if kind in ("literal_error", "enum"):

@@ -115,20 +115,25 @@ def without_labels(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_rows(frame: pd.DataFrame, fold: Fold, labels_as_of: LabelsAsOf | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The (train, valid) rows of a fold, with labels as known at the fold's fit end when ``labels_as_of`` is given."""
+    """The (train, valid) rows of a fold.
+
+    With ``labels_as_of`` (labels decided after the fact), the training rows carry the
+    labels as known at the fold's last training bar and the validation rows those known
+    at its last validation bar: no label a fold uses is decided by a later price.
+    """
     train = rows_in(frame, fold.train)
     valid = rows_in(frame, fold.valid) if fold.valid else None
     if labels_as_of is not None:
-        known = labels_as_of(fold.fit_end)
-        train = _relabel(train, known)
-        valid = _relabel(valid, known) if valid is not None else None
+        train = _relabel(train, labels_as_of(fold.train[1]))
+        valid = _relabel(valid, labels_as_of(fold.valid[1])) if valid is not None else None
     return train, valid
 
 
 def _relabel(rows: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
+    """Every label column as known: those ``known`` gives, and NaN for any it does not (never the full sample's)."""
     rows = rows.copy()
-    for col in known.columns:
-        rows[col] = known[col].reindex(rows.index)
+    for col in [c for c in rows.columns if str(c).startswith("target")]:
+        rows[col] = known[col].reindex(rows.index) if col in known.columns else np.nan
     return rows
 
 

@@ -10,6 +10,7 @@ directory whose files do not match their manifest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -61,17 +62,17 @@ class Model:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        fit = cls.__dict__.get("fit")
-        if fit is None or getattr(fit, "_treum_wrapped", False):
+        fit = cls.fit  # the resolved method: the class's own, a mixin's, or an inherited one
+        if getattr(fit, "_treum_wrapped", False):
             return
 
-        def wrapped(self, data, valid=None):
-            fit(self, data, valid)
+        @functools.wraps(fit)
+        def wrapped(self, data, valid=None, *args, **kwargs):
+            fit(self, data, valid, *args, **kwargs)
             self.fitted = True
             return self
 
         wrapped._treum_wrapped = True  # type: ignore[attr-defined]
-        wrapped.__doc__, wrapped.__name__, wrapped.__qualname__ = fit.__doc__, fit.__name__, fit.__qualname__
         cls.fit = wrapped  # type: ignore[method-assign]
 
     # the contract -------------------------------------------------------

@@ -108,10 +108,17 @@ class Task:
         return {}
 
     def beats(self, model_metrics: Mapping[str, float], baseline_metrics: list[Mapping[str, float]]) -> bool:
-        """True when the model's primary metric is better than every baseline's."""
+        """True when the model's primary metric is better than every baseline's, on as many rows.
+
+        A model scored on fewer rows than a baseline (it left rows empty) is never validated:
+        a figure on the easy rows only is not comparable.
+        """
         key, higher = self.spec.primary_metric, self.spec.higher_is_better
         mine = model_metrics.get(key, float("nan"))
         if mine is None or not np.isfinite(mine):
+            return False
+        n = model_metrics.get("n")
+        if n is not None and any((other.get("n") or 0) > n for other in baseline_metrics):
             return False
         for other in baseline_metrics:
             theirs = other.get(key, float("nan"))

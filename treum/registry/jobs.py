@@ -10,7 +10,9 @@
 to ``completed`` (normal exit), ``failed`` (an ``Exception``, with its message and
 traceback) or ``cancelled`` (``KeyboardInterrupt`` and other ``BaseException``);
 the exception is always re-raised. When the batch ends, every job of it that never
-started becomes ``cancelled``, saying why. Every transition writes the audit log in
+started ends too, saying why: ``failed`` when an ``Exception`` ended the batch (the
+data or a baseline failed, so the job's work could not run), ``cancelled`` when it
+was interrupted or simply never got to the job. Every transition writes the audit log in
 the same transaction, and only moves a job from the state it is expected to be in,
 so a job cancelled meanwhile (``Registry.cancel_job``) stays cancelled.
 """
@@ -98,8 +100,9 @@ def cancel(s: Session, job_id: uuid.UUID, actor: str, reason: str) -> MLTraining
     return job
 
 
-def _cancel_unstarted(s: Session, job_ids: Iterable[uuid.UUID], actor: str, why: str) -> list[uuid.UUID]:
-    """Cancel those of ``job_ids`` that are still queued, saying ``why``."""
+def _cancel_unstarted(s: Session, job_ids: Iterable[uuid.UUID], actor: str, why: str,
+                      status: str = "cancelled") -> list[uuid.UUID]:
+    """End those of ``job_ids`` that are still queued as ``status`` (cancelled or failed), saying ``why``."""
     ids = list(job_ids)
     if not ids:
         return []
@@ -108,9 +111,10 @@ def _cancel_unstarted(s: Session, job_ids: Iterable[uuid.UUID], actor: str, why:
         .order_by(MLTrainingJob.created_at).with_for_update()
     ).scalars())
     now = utcnow()
+    action = {"cancelled": "job.cancel", "failed": "job.fail"}[status]
     for job in rows:
-        job.status, job.completed_at, job.error_message = "cancelled", now, why
-        audit.append(s, actor, "job.cancel", "ml_training_jobs", job.id,
+        job.status, job.completed_at, job.error_message = status, now, why
+        audit.append(s, actor, action, "ml_training_jobs", job.id,
                      {"name": job.job_name, "was": "queued", "reason": why})
     return [job.id for job in rows]
 
@@ -176,8 +180,13 @@ class JobBatch:
         return handle
 
     def close(self, exc: BaseException | None) -> list[uuid.UUID]:
-        """Cancel the jobs still queued; ``exc`` is what ended the batch, if anything did."""
+        """End the jobs still queued; ``exc`` is what ended the batch, if anything did.
+
+        An ``Exception`` (bad data, a failing baseline) fails them with its message; an
+        interrupt, or a batch that simply ended first, cancels them.
+        """
         self._open = False
         why = f"never started: the batch ended with {describe(exc)}" if exc is not None else "never started"
+        status = "failed" if isinstance(exc, Exception) else "cancelled"
         with self.registry.transaction() as s:
-            return _cancel_unstarted(s, [j.id for j in self.jobs], self.actor, why)
+            return _cancel_unstarted(s, [j.id for j in self.jobs], self.actor, why, status)

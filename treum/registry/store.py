@@ -125,11 +125,12 @@ class Registry:
     # jobs -----------------------------------------------------------------
     @contextmanager
     def job_batch(self, actor: str = "cli") -> Iterator[JobBatch]:
-        """The jobs of one run; every job of it still ``queued`` at the end becomes ``cancelled``.
+        """The jobs of one run; every job of it still ``queued`` at the end ends too.
 
         ``batch.create(...)`` adds a queued job and returns its ``JobHandle``; ``with
-        job.running():`` runs it (``treum.registry.jobs``). The cancelled jobs' error says why:
-        the exception that ended the batch, or "never started".
+        job.running():`` runs it (``treum.registry.jobs``). Jobs never started become
+        ``failed`` when an exception ended the batch (its message says which) and
+        ``cancelled`` on an interrupt or when the batch ended without reaching them.
         """
         batch = JobBatch(self, actor)
         try:

@@ -77,4 +77,12 @@ def predict_last(model: Any, frame: pd.DataFrame, columns: tuple[str, ...]) -> d
     values = {c: float(row[c]) for c in columns}
     if not all(np.isfinite(v) for v in values.values()):
         raise RequestError(422, f"{model.spec.name} has no prediction for the last bar (too few bars for its window?)")
+    task = getattr(model, "task", None)
+    if task is not None:  # the task's range checks, as in the contract tests: never serve a p_up of 1.3
+        ranges = task.column_ranges()
+        bad = [f"{c}={v!r} outside [{ranges[c][0]}, {ranges[c][1]}]" for c, v in values.items()
+               if c in ranges and not ranges[c][0] <= v <= ranges[c][1]]
+        if bad:
+            raise RequestError(503, f"{model.spec.name} answered out of its task's range ({'; '.join(bad)}); "
+                                    "the answer is withheld")
     return values

@@ -100,8 +100,9 @@ class Service:
         try:
             live.task = task_of(self.plugins, row.model_type, meta)
         except Exception as exc:  # its task plugin switched off, or a config the task no longer accepts
-            live.error = f"{type(exc).__name__}: {exc}"
-            log.error("cannot build the task of %s: %s", live.label, live.error)
+            # the answer and /health say what kind of failure; paths and hashes stay in the server log
+            live.error = f"{type(exc).__name__} building its task (details in the server log)"
+            log.error("cannot build the task of %s: %s: %s", live.label, type(exc).__name__, exc)
         if live.task is not None:
             self._load(live)
         if meta.get("data"):
@@ -122,8 +123,8 @@ class Service:
         try:
             live.model = load_version(self.registry, self.plugins, live.sha256, live.task)
         except Exception as exc:  # an artifact that changed, a plugin switched off: the model is down
-            live.error = f"{type(exc).__name__}: {exc}"
-            log.error("cannot load %s: %s", live.label, live.error)
+            live.error = f"{type(exc).__name__} loading its artifact (details in the server log)"
+            log.error("cannot load %s: %s: %s", live.label, type(exc).__name__, exc)
 
     def refresh(self) -> bool:
         """Re-read deployments and running experiments; returns whether anything changed."""

@@ -165,6 +165,8 @@ class OutcomeRequest(Strict):
     def finite(cls, v: float) -> float:
         if not math.isfinite(v):
             raise ValueError("must be a finite number")
+        if abs(v) >= 1e10:  # ml_predictions.actual_value is NUMERIC(18, 8)
+            raise ValueError("must be smaller than 1e10 in absolute value")
         return v
 
 

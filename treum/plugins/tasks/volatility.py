@@ -148,8 +148,12 @@ class Ewma(JsonStateModel):
         for _, s in log_returns(data).groupby(level="entity", sort=False):
             r2 = (s**2).to_numpy()
             var = np.full(len(s), np.nan)
-            # seed with the first 21 squared returns, then sigma2[t+1] = lam sigma2[t] + (1-lam) r2[t]
-            prev = np.nanmean(r2[1:22]) if len(r2) > 22 else np.nanmean(r2[1:])
+            # seed with the first squared return (nothing later: the forecast at t sees returns up to t only),
+            # then sigma2[t+1] = lam sigma2[t] + (1-lam) r2[t]
+            if len(r2) < 2:
+                parts.append(pd.DataFrame({f"var_h{h}": var for h in horizons}, index=s.index))
+                continue
+            prev = r2[1]
             for t in range(1, len(r2)):
                 prev = lam * prev + (1 - lam) * r2[t]
                 var[t] = prev
