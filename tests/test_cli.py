@@ -334,3 +334,14 @@ def test_a_failing_baseline_stops_the_run_and_fails_the_jobs_it_never_started(tm
     (job,) = reg.jobs()
     assert job.status == "failed" and "the baseline broke" in job.error_message
     reg.close()
+
+
+def test_model_overrides_reach_the_model_that_is_fitted(treum_home):
+    # before, the run rebuilt the model's config from its YAML alone and dropped model.* overrides
+    r = treum("train", "model=garch", "model.vol=garch", "model.dist=normal", "eval.bootstrap=0", "eval.refit_every=1000")
+    assert r.returncode == 0, r.stderr
+    reg = Registry()
+    (m,) = reg.list_models()
+    assert m.model_config["vol"] == "garch" and m.model_config["dist"] == "normal"
+    assert reg.jobs()[0].model_config["vol"] == "garch"
+    reg.close()
