@@ -78,7 +78,7 @@ def predict_last(model: Any, frame: pd.DataFrame, columns: tuple[str, ...]) -> d
     if not all(np.isfinite(v) for v in values.values()):
         raise RequestError(422, f"{model.spec.name} has no prediction for the last bar (too few bars for its window?)")
     task = getattr(model, "task", None)
-    if task is not None:  # the task's range checks, as in the contract tests: never serve a p_up of 1.3
+    if task is not None:  # the task's range checks, as in the contract tests: never serve a probability of 1.3
         ranges = task.column_ranges()
         bad = [f"{c}={v!r} outside [{ranges[c][0]}, {ranges[c][1]}]" for c, v in values.items()
                if c in ranges and not ranges[c][0] <= v <= ranges[c][1]]
