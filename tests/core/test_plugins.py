@@ -7,7 +7,6 @@ Whether every hook is documented, collected, consumed and tested is checked in
 from __future__ import annotations
 
 import importlib.metadata as md
-import re
 import textwrap
 import types
 

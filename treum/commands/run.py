@@ -17,7 +17,6 @@ job's state by hand.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
