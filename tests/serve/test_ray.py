@@ -169,7 +169,7 @@ def test_a_failing_remote_member_is_dropped_with_its_weight_renormalised(live, s
 
 def test_an_ab_split_over_http(live, serve_plugins, tmp_path):
     reg = Registry(home=live["home"])
-    token = reg.create_api_key(f"ab-{time.time_ns()}")
+    token = reg.create_api_key(f"ab-{time.time_ns()}", scopes=["admin"])
     treatment = fit_and_register(reg, serve_plugins, "logit_direction", tmp_path, c=3.0)
     control = reg.live("logit_direction")
     reg.close()
@@ -184,7 +184,7 @@ def test_an_ab_split_over_http(live, serve_plugins, tmp_path):
         arms[i] = next(m["arm"] for m in body["members"] if m["name"] == "logit_direction")
     assert set(arms.values()) == {"control", "treatment"}
     assert _price(live, user_id="user-3").json()["members"][1]["arm"] == arms[3]
-    res = httpx.get(f"{live['direct']}{API}/experiments/{r.json()['id']}/results", timeout=30)
+    res = httpx.get(f"{live['direct']}{API}/experiments/{r.json()['id']}/results", headers=headers, timeout=30)
     live["requests"] += 1
     assert res.status_code == 200 and res.json()["arms"]["treatment"]["model_id"] == str(treatment.id)
 

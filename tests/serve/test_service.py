@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -36,7 +37,7 @@ def client(service):
 
 @pytest.fixture
 def key(service):
-    return {"Authorization": f"Bearer {service.registry.create_api_key('tests')}"}
+    return {"Authorization": f"Bearer {service.registry.create_api_key('tests', scopes=['admin'])}"}
 
 
 def _bars(plugins, n=300, end="2016-06-30"):
@@ -181,7 +182,7 @@ def test_predict_routes_can_require_a_key(serve_home, serve_plugins):
     try:
         c = TestClient(create_app(lambda: svc))
         assert c.post(f"{API}/predict/price", json={"instrument": "SPX"}).status_code == 401
-        token = svc.registry.create_api_key("reader")
+        token = svc.registry.create_api_key("reader", scopes=["predict"])
         ok = c.post(f"{API}/predict/price", json={"instrument": "SPX"}, headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
     finally:
@@ -189,19 +190,24 @@ def test_predict_routes_can_require_a_key(serve_home, serve_plugins):
 
 
 def test_models_routes(client, service, key, serve_plugins, serve_home, tmp_path):
-    models = client.get(f"{API}/models").json()
+    models = client.get(f"{API}/models", headers=key).json()
     assert {m["name"] for m in models} == {"gbm_direction", "logit_direction", "ts_transformer", "garch", "markov_regime"}
     live = service.live["garch"]
-    detail = client.get(f"{API}/models/{live.id}").json()
+    detail = client.get(f"{API}/models/{live.id}", headers=key).json()
     assert detail["status"] == "deployed" and detail["config"]["vol"] == "gjr"
-    assert client.get(f"{API}/models/00000000-0000-0000-0000-000000000000").status_code == 404
-    assert client.get(f"{API}/models/not-a-uuid").status_code == 422
-    perf = client.get(f"{API}/models/{live.id}/performance").json()
+    assert client.get(f"{API}/models/00000000-0000-0000-0000-000000000000", headers=key).status_code == 404
+    assert client.get(f"{API}/models/not-a-uuid", headers=key).status_code == 422
+    perf = client.get(f"{API}/models/{live.id}/performance", headers=key).json()
     assert perf["metrics"][0]["evaluation_period"] == "walk_forward"
     # register a saved model through the API, deploy it, retire it
     m = fit_and_register(Registry(home=tmp_path / "other"), serve_plugins, "logit_direction", tmp_path, c=0.5)
-    saved = next((tmp_path / "other" / "artifacts").iterdir())
-    r = client.post(f"{API}/models", json={"name": "logit_direction", "artifact_path": str(saved)}, headers=key)
+    import shutil
+
+    from treum.registry.store import treum_home
+
+    uploads = treum_home() / "uploads"  # the default serve.upload_root: artifacts are registered only from below it
+    saved = Path(shutil.copytree(next((tmp_path / "other" / "artifacts").iterdir()), uploads / "logit-c05"))
+    r = client.post(f"{API}/models", json={"name": "logit_direction", "artifact_path": "logit-c05"}, headers=key)
     assert r.status_code == 201 and r.json()["version"] == "2" and r.json()["status"] == "registered"
     new_id = r.json()["id"]
     r = client.put(f"{API}/models/{new_id}/deploy", json={"reason": "api"}, headers=key)
@@ -261,7 +267,7 @@ def test_ab_split_is_sticky_and_reports_a_test(client, service, key, serve_plugi
     for i, pid in enumerate(ids.values()):
         out = client.post(f"{API}/predictions/{pid}/outcome", json={"actual_value": 1.0 if i % 3 else -1.0}, headers=key)
         assert out.status_code == 200 and out.json()["updated"] == 4
-    res = client.get(f"{API}/experiments/{exp_id}/results").json()
+    res = client.get(f"{API}/experiments/{exp_id}/results", headers=key).json()
     assert res["arms"]["control"]["outcomes"] + res["arms"]["treatment"]["outcomes"] == 60
     assert 0 <= res["test"]["p_value"] <= 1
     assert client.put(f"{API}/experiments/{exp_id}/stop", headers=key).status_code == 200
@@ -304,12 +310,14 @@ def test_openapi_document_lists_every_route(client):
     assert "TaskOut" in str(task["responses"]["200"]) and "409" in task["responses"]
 
 
-def test_monitoring_reports_live_models(client):
+def test_monitoring_reports_live_models(client, key):
     client.post(f"{API}/predict/price", json={"instrument": "SPX"})
-    body = client.get(f"{API}/monitoring/performance").json()
+    body = client.get(f"{API}/monitoring/performance", headers=key).json()
     assert set(body["models"]) == {"gbm_direction", "logit_direction", "ts_transformer", "garch", "markov_regime"}
     assert body["models"]["garch"]["task"] == "volatility"
-    health = client.get(f"{API}/health").json()
+    assert client.get(f"{API}/health").json() == {"status": "ok", "live_models": 5, "tasks_answered": 2}
+    assert client.get(f"{API}/health?detail=true").status_code == 401  # the detailed view needs a key
+    health = client.get(f"{API}/health?detail=true", headers=key).json()
     assert health["live"]["gbm_direction"]["loaded"] and health["regime"] == {"task": "regime", "model": None}
     assert health["tasks"]["regime"] == {"model": "markov_regime", "version": "1", "instruments": ["SP500"]}
     assert health["tasks"]["direction"]["status"] == 409

@@ -20,7 +20,7 @@ def test_logs_outcomes_and_reports_on_either_database(registry_url, treum_home, 
     for name in ("gbm_direction", "logit_direction", "markov_regime"):
         m = fit_and_register(reg, serve_plugins, name, tmp_path)
         reg.deploy(name, m.model_version, reason="database test")
-    token = reg.create_api_key("db")
+    token = reg.create_api_key("db", scopes=["admin"])
     svc = Service(settings(), Registry(url=registry_url, home=treum_home), serve_plugins, start_refresher=False)
     client = TestClient(create_app(lambda: svc))
     ids = []
@@ -34,7 +34,7 @@ def test_logs_outcomes_and_reports_on_either_database(registry_url, treum_home, 
     out = client.post(f"{API}/predictions/{ids[0]}/outcome", json={"actual_value": 0.8},
                       headers={"Authorization": f"Bearer {token}"})
     assert out.status_code == 200 and out.json()["updated"] == 3
-    perf = client.get(f"{API}/monitoring/performance").json()["models"]
+    perf = client.get(f"{API}/monitoring/performance", headers={"Authorization": f"Bearer {token}"}).json()["models"]
     assert perf["gbm_direction"]["predictions"] == 5 and perf["gbm_direction"]["outcomes"] == 1
     svc.close()
     with reg.sessions() as s:

@@ -41,7 +41,7 @@ def client(service):
 
 @pytest.fixture
 def key(service):
-    return {"Authorization": f"Bearer {service.registry.create_api_key('tests')}"}
+    return {"Authorization": f"Bearer {service.registry.create_api_key('tests', scopes=['admin'])}"}
 
 
 class Fixed:
@@ -102,7 +102,7 @@ def test_every_registered_task_answers_in_its_own_columns(task, serve_home, serv
         logged = version_task.log_fields(values)
         assert row.prediction_class == logged["prediction_class"]
         # the outcome is scored by this task's rule (1.0 is a valid outcome of every task here)
-        key = {"Authorization": f"Bearer {svc.registry.create_api_key(f'outcome-{task}')}"}
+        key = {"Authorization": f"Bearer {svc.registry.create_api_key(f'outcome-{task}', scopes=['experiments'])}"}
         r = client.post(f"{API}/predictions/{body['prediction_id']}/outcome", json={"actual_value": 1.0}, headers=key)
         assert r.status_code == 200 and r.json()["updated"] == 1, r.text
         (row,) = _rows(svc, body["prediction_id"]).values()

@@ -1,12 +1,54 @@
-"""``treum registry ...``: list, show, deploy, rollback, retire, history, verify, keys."""
+"""``treum registry ...``: list, show, deploy, rollback, retire, history, verify, checkpoint, prune, keys.
+
+Every command that changes the registry writes a signed audit checkpoint after its
+change, so a normal workflow keeps the checkpoints fresh. The registry URL is only
+ever shown with its password masked (``Registry.display_url``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from treum.commands.output import console
 from treum.core.errors import TreumError
+
+AGE = re.compile(r"(\d+)\s*([dhw])")
+UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_age(text: str, what: str = "--older-than") -> timedelta:
+    """``90d``, ``12h`` or ``2w`` as a timedelta."""
+    match = AGE.fullmatch(str(text).strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise TreumError(f"{what} takes a positive age such as 90d (days), 12h (hours) or 2w (weeks), got {text!r}")
+    return int(match.group(1)) * UNITS[match.group(2)]
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """``--expires``: an age from now (``30d``) or a UTC date or time (``2027-01-31``: its start, 00:00 UTC)."""
+    if AGE.fullmatch(str(text).strip().lower()):
+        return now + parse_age(text, "--expires")
+    try:
+        moment = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise TreumError(f"--expires takes a date (2027-01-31), a UTC time (2027-01-31T12:00) or an age from now "
+                         f"(30d, 12h, 2w), got {text!r}") from None
+    return moment
+
+
+def _when(moment: datetime | None, never: str = "-") -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment is not None else never
+
+
+def _checkpoint(reg, actor: str) -> None:
+    """After a change: sign the audit log's row count and head hash, outside the database."""
+    cp = reg.checkpoint_audit(actor)
+    console.print(f"[dim]audit checkpoint: {cp.rows} rows signed in {reg.checkpoint_path}[/]")
 
 
 def _primary(plugins, m) -> str:
@@ -21,7 +63,6 @@ def _primary(plugins, m) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from rich.table import Table
-    from sqlalchemy.engine import make_url
 
     from treum.core.plugins import create_plugin_registry
     from treum.registry.store import Registry
@@ -31,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             plugins = create_plugin_registry()
-            t = Table(title=f"registry {make_url(reg.url).render_as_string(hide_password=True)}")
+            t = Table(title=f"registry {reg.display_url}")
             for c in ("name", "version", "task", "data", "status", "primary metric", "created", "id"):
                 t.add_column(c)
             for m in reg.list_models(args.name, data=args.data):
@@ -56,12 +97,15 @@ def main(args: argparse.Namespace) -> int:
             m = reg.deploy(args.name, args.version, actor, args.reason, args.force, data=args.data)
             console.print(f"deployed {m.model_name} version {m.model_version} ({m.id})"
                           + (" [yellow](forced)[/]" if args.force else ""))
+            _checkpoint(reg, actor)
         elif args.action == "rollback":
             m = reg.rollback(args.name, actor, args.reason)
             console.print(f"rolled back {m.model_name} to version {m.model_version} ({m.id})")
+            _checkpoint(reg, actor)
         elif args.action == "retire":
             m = reg.retire(args.name, args.version, actor, args.reason)
             console.print(f"retired {m.model_name} version {m.model_version}")
+            _checkpoint(reg, actor)
         elif args.action == "history":
             for row in reg.history(args.name):
                 console.print(
@@ -70,21 +114,77 @@ def main(args: argparse.Namespace) -> int:
                     f"{row.reason or ''}"
                 )
         elif args.action == "verify":
-            report = reg.verify_audit()
+            report = reg.verify_audit(actor, extra_checkpoints=args.checkpoints or ())
             if not report.ok:
-                console.print(f"[red]audit log broken at row {report.first_broken_id}[/]: {report.reason}")
+                where = f" at row {report.first_broken_id}" if report.first_broken_id is not None else ""
+                console.print(f"[red]audit log of {reg.display_url} broken{where}[/]: {report.reason}")
                 return 1
-            console.print(f"audit log intact: {report.rows} rows, every hash matches")
+            console.print(f"audit log intact: {report.rows} rows, every hash matches; "
+                          f"{report.checkpoints} signed checkpoints agree")
+            if report.checkpoints == 0:
+                console.print("[yellow]no earlier checkpoint of this registry to compare with: a removed tail or a "
+                              "recomputed chain from before now would not show[/]")
+            console.print(f"[dim]audit checkpoint: {report.rows} rows signed in {reg.checkpoint_path}[/]")
+        elif args.action == "checkpoint":
+            cp = reg.checkpoint_audit(actor)
+            console.print(f"audit checkpoint: {cp.rows} rows, head {cp.head[:16]}..., signed in {reg.checkpoint_path}")
+            if args.export:
+                out = Path(args.export)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(reg.checkpoint_path, out)
+                console.print(f"exported the checkpoints to {out}; keep that copy where the database's writers "
+                              f"cannot change it, and verify with --checkpoints {out}")
+        elif args.action == "prune":
+            counts = reg.prune(parse_age(args.older_than), actor)
+            console.print(f"pruned rows older than {counts['cutoff']} UTC: {counts['model_serving_logs']} serving "
+                          f"logs, {counts['ml_predictions']} predictions (kept "
+                          f"{counts['ml_predictions_kept_for_experiments']} of running experiments)")
+            _checkpoint(reg, actor)
         elif args.action == "keys":
-            token = reg.create_api_key(args.name, actor=actor)
-            console.print(f"API key '{args.name}' (shown once, stored hashed):\n{token}")
+            _keys(reg, args, actor)
     finally:
         reg.close()
     return 0
 
 
+def _keys(reg, args: argparse.Namespace, actor: str) -> None:
+    from rich.table import Table
+
+    from treum.registry.schema import utcnow
+
+    if args.verb == "create":
+        scopes = [s for given in args.scope for s in given.split(",") if s.strip()] if args.scope else None
+        expires = parse_expiry(args.expires, utcnow()) if args.expires else None
+        token = reg.create_api_key(args.name, scopes, expires, actor)
+        key = next(k for k in reg.list_api_keys() if k.name == args.name)
+        console.print(f"API key '{key.name}' (shown once, stored hashed):\n{token}")
+        console.print(f"scopes: {', '.join(key.scopes)}; expires: {_when(key.expires_at, 'never')}"
+                      + (" UTC" if key.expires_at else ""))
+    elif args.verb == "list":
+        now = utcnow()
+        t = Table(title=f"API keys of {reg.display_url} (times UTC)")
+        for c in ("name", "prefix", "scopes", "created", "expires", "last used", "status"):
+            t.add_column(c)
+        for k in reg.list_api_keys():
+            status = k.status(now)
+            if status == "revoked":
+                status = f"revoked {_when(k.revoked_at)}"
+            t.add_row(k.name, k.prefix, ", ".join(k.scopes), _when(k.created_at), _when(k.expires_at, "never"),
+                      _when(k.last_used_at, "never"), status)
+        console.print(t)
+        return
+    elif args.verb == "revoke":
+        key = reg.revoke_api_key(args.name, actor)
+        console.print(f"revoked API key '{key.name}' ({key.prefix}...): it no longer works")
+    elif args.verb == "rotate":
+        token = reg.rotate_api_key(args.name, actor)
+        console.print(f"API key '{args.name}' rotated; the old token no longer works. New token (shown once):\n{token}")
+    _checkpoint(reg, actor)
+
+
 def add_parser(sub) -> None:
-    reg = sub.add_parser("registry", help="list, show, deploy, rollback, retire, history, verify, keys")
+    reg = sub.add_parser("registry", help="list, show, deploy, rollback, retire, history, verify, checkpoint, prune, "
+                                          "keys")
     reg.add_argument("--url", default=None, help="database URL (default: $TREUM_REGISTRY_URL or SQLite in $TREUM_HOME)")
     reg.add_argument("--actor", default=None, help="who is acting, for the audit log (default: your login name)")
     rs = reg.add_subparsers(dest="action", required=True)
@@ -109,7 +209,25 @@ def add_parser(sub) -> None:
     rt.add_argument("--reason")
     rh = rs.add_parser("history")
     rh.add_argument("name")
-    rs.add_parser("verify", help="recompute the audit log's hash chain; report the first broken row")
-    keys = rs.add_parser("keys", help="API keys: keys create NAME")
-    keys.add_argument("verb", choices=["create"])
-    keys.add_argument("name")
+    rv = rs.add_parser("verify", help="recompute the audit log's hash chain and compare it with the signed "
+                                      "checkpoints; report the first problem (exit status 1)")
+    rv.add_argument("--checkpoints", action="append", metavar="FILE",
+                    help="an exported checkpoint file to compare too (repeatable)")
+    rc = rs.add_parser("checkpoint", help="sign the audit log's row count and head hash into "
+                                          "$TREUM_HOME/audit-checkpoints.jsonl")
+    rc.add_argument("--export", metavar="FILE", help="then copy the checkpoint file to FILE")
+    rp = rs.add_parser("prune", help="delete serving logs and logged predictions older than an age (audited)")
+    rp.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 90d, 12h, 2w")
+    keys = rs.add_parser("keys", help="API keys: create, list, revoke, rotate")
+    kv = keys.add_subparsers(dest="verb", required=True)
+    kc = kv.add_parser("create", help="create a key; its token is printed once")
+    kc.add_argument("name")
+    kc.add_argument("--scope", action="append", metavar="SCOPE",
+                    help="predict (the default), read, experiments, train, deploy or admin (implies all); "
+                         "repeatable or comma-separated")
+    kc.add_argument("--expires", metavar="WHEN", help="a UTC date (2027-01-31) or an age from now (30d)")
+    kv.add_parser("list", help="every key: prefix, scopes, created, expires, last used, revoked")
+    kr = kv.add_parser("revoke", help="revoke a key for good")
+    kr.add_argument("name")
+    ko = kv.add_parser("rotate", help="a new token for a key (same scopes and expiry); the old one stops working")
+    ko.add_argument("name")

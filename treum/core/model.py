@@ -146,9 +146,21 @@ def verify_artifact(directory: str | Path) -> dict:
     path = directory / MANIFEST
     if not path.is_file():
         raise ArtifactIntegrityError(f"{directory}: no {MANIFEST}; this is not a saved treum model")
-    manifest = json.loads(path.read_text())
-    for name, digest in manifest["files"].items():
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not a mapping")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactIntegrityError(f"{directory}: {MANIFEST} is malformed ({exc}); save the model again") from None
+    for name, digest in files.items():
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or not parts:
+            raise ArtifactIntegrityError(f"{directory}: the manifest names '{name}', which is not a file inside the "
+                                         "artifact folder; refusing it")
         file = directory / name
+        if file.is_symlink():
+            raise ArtifactIntegrityError(f"{directory}: file '{name}' is a symbolic link; artifacts hold real files")
         if not file.is_file():
             raise ArtifactIntegrityError(f"{directory}: file '{name}' listed in the manifest is missing")
         actual = file_sha256(file)

@@ -3,14 +3,18 @@
 Each row's hash covers the previous row's hash and the row's own content, so
 changing, deleting or reordering any row breaks every hash after it;
 ``verify_chain`` names the first row that no longer matches. Rows are written in
-the same transaction as the change they record.
+the same transaction as the change they record, by one writer at a time (``lock``),
+so no two rows chain to the same head. Triggers refuse UPDATE and DELETE (revision
+0004). What the chain alone cannot show, a removed tail or a chain recomputed from
+an edited row, the signed checkpoints outside the database show
+(``treum.registry.checkpoints``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -42,14 +46,22 @@ def row_digest(prev_hash: str, created_at: datetime, actor: str, action: str, en
 
 
 def lock(session: Session) -> None:
-    """Serialise writers of the chain for the rest of this transaction (PostgreSQL).
+    """Serialise writers of the chain for the rest of this transaction.
 
     ``append`` takes it; a change that checks state before writing (no other running
     experiment on a name, say) takes it first, so two such changes cannot both pass
-    the check. SQLite has one writer at a time already.
+    the check. PostgreSQL: a transaction-scoped advisory lock. SQLite: the database's
+    write lock. ``Registry.transaction`` opens every transaction with ``BEGIN
+    IMMEDIATE`` already; a session that has not started one yet (Python's sqlite3
+    runs a SELECT outside any transaction until the first INSERT, so two writers
+    could both read the same head) starts one here before anything is read.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(7215100)"))
+    elif dialect == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def append(session: Session, actor: str, action: str, entity_type: str, entity_id: str, details: Any = None) -> AuditLog:
@@ -76,22 +88,38 @@ def append(session: Session, actor: str, action: str, entity_type: str, entity_i
 
 @dataclass
 class ChainReport:
+    """What ``verify`` found: ``ok``, the rows read, the first broken row (if a row is to blame) and why.
+
+    ``hashes`` is every row's hash in order (the checkpoints are compared with it);
+    ``checkpoints`` how many signed checkpoints agreed; ``checkpoint`` the one written
+    after a successful verification, if any.
+    """
+
     ok: bool
     rows: int
     first_broken_id: int | None = None
     reason: str | None = None
+    hashes: list[str] = field(default_factory=list, repr=False)
+    checkpoints: int = 0
+    checkpoint: Any = None
+
+    @property
+    def head(self) -> str:
+        return self.hashes[-1] if self.hashes else GENESIS
 
 
 def verify_chain(session: Session) -> ChainReport:
     """Recompute every hash in order; report the first row that does not match."""
     prev = GENESIS
-    n = 0
+    hashes: list[str] = []
     for row in session.execute(select(AuditLog).order_by(AuditLog.id)).scalars():
-        n += 1
+        n = len(hashes) + 1
         if row.prev_hash != prev:
-            return ChainReport(False, n, row.id, "its prev_hash does not match the row before (a row was removed or reordered)")
+            return ChainReport(False, n, row.id, "its prev_hash does not match the row before (a row was removed "
+                                                 "or reordered)", hashes)
         expected = row_digest(prev, row.created_at, row.actor, row.action, row.entity_type, row.entity_id, row.details)
         if expected != row.row_hash:
-            return ChainReport(False, n, row.id, "its content no longer matches its hash (the row was changed)")
+            return ChainReport(False, n, row.id, "its content no longer matches its hash (the row was changed)", hashes)
         prev = row.row_hash
-    return ChainReport(True, n)
+        hashes.append(prev)
+    return ChainReport(True, len(hashes), hashes=hashes)

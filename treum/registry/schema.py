@@ -311,7 +311,8 @@ class ModelDeployment(Base):
 
 
 class AuditLog(Base):
-    """Append-only; ``row_hash`` = SHA-256 over the previous row's hash and this row's content."""
+    """Append-only (triggers refuse UPDATE and DELETE, revision 0004); ``row_hash`` = SHA-256 over the
+    previous row's hash and this row's content."""
 
     __tablename__ = "audit_log"
 
@@ -327,6 +328,8 @@ class AuditLog(Base):
 
 
 class ApiKey(Base):
+    """Hashed API keys with scopes (``treum.registry.keys``); a key past ``expires_at`` is refused."""
+
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -338,3 +341,4 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)  # revision 0003; None: never expires

@@ -10,33 +10,35 @@ transaction as the change itself.
 
 Training jobs run through ``job_batch`` and ``JobHandle.running`` (``jobs.py``),
 outcomes of served predictions through ``record_outcome`` (``outcomes.py``), A/B
-experiments through ``create_experiment`` and friends (``experiments.py``); callers
-never open a transaction to change registry state themselves.
+experiments through ``create_experiment`` and friends (``experiments.py``), API keys
+through ``create_api_key`` and friends (``keys.py``), the audit log's signed
+checkpoints through ``checkpoint_audit`` and ``verify_audit`` (``checkpoints.py``),
+retention through ``prune`` (``retention.py``); callers never open a transaction to
+change registry state themselves.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from treum.core.errors import NotFoundError, RegistryError, did_you_mean
-from treum.registry import audit, experiments, jobs, outcomes
+from treum.registry import audit, checkpoints, experiments, jobs, keys, outcomes, retention
 from treum.registry.artifacts import ArtifactStore
 from treum.registry.jobs import JobBatch, JobHandle
+from treum.registry.keys import SCOPES, ApiKeyInfo, ApiKeyRecord, key_allows
 from treum.registry.schema import (
-    ApiKey,
+    AuditLog,
     MLModel,
     MLPrediction,
     MLTrainingJob,
@@ -47,7 +49,8 @@ from treum.registry.schema import (
 )
 from treum.registry.values import PERFORMANCE_COLUMNS, as_uuid, clean_json, clean_number, performance_row
 
-__all__ = ["JobBatch", "JobHandle", "Registry", "PERFORMANCE_COLUMNS", "clean_json", "clean_number", "migrate"]
+__all__ = ["PERFORMANCE_COLUMNS", "SCOPES", "ApiKeyInfo", "ApiKeyRecord", "JobBatch", "JobHandle", "Registry",
+           "clean_json", "clean_number", "key_allows", "migrate"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -100,6 +103,22 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+IMMEDIATE = "treum_sqlite_begin_immediate"
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """SQLite: a connection marked for writing starts its transaction holding the write lock.
+
+    Python's sqlite3 issues a deferred BEGIN only before the first INSERT, UPDATE or
+    DELETE, so the SELECTs before it (the audit log's head, the live version) run
+    outside any transaction, and two writers can both read the same head. ``BEGIN
+    IMMEDIATE`` takes the write lock first (waiting up to the busy timeout), so a
+    registry transaction reads and writes as the only writer.
+    """
+    if conn.get_execution_options().get(IMMEDIATE) and not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Registry:
     """The model registry over SQLAlchemy; SQLite under ``TREUM_HOME`` unless a URL is given."""
 
@@ -108,15 +127,29 @@ class Registry:
         self.home.mkdir(parents=True, exist_ok=True)
         self.url = url or default_url(self.home)
         # SQLite: a writer waits for the file lock (the service's log writer and the CLI share it)
-        connect_args = {"timeout": 30} if self.url.startswith("sqlite") else {}
+        sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        connect_args = {"timeout": 30} if sqlite else {}
         self.engine = create_engine(self.url, echo=echo, future=True, connect_args=connect_args)
+        if sqlite:
+            event.listen(self.engine, "begin", _begin_immediate)
         migrate(self.engine)
+        # reads (and the service's log writer, whose first statement is an INSERT) use plain sessions
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(**{IMMEDIATE: True}), expire_on_commit=False)
         self.artifacts = ArtifactStore(self.home / "artifacts")
+
+    @property
+    def display_url(self) -> str:
+        """The registry URL with its password masked: the only form of it that is printed or exported."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.display_url!r})"
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        with self.sessions.begin() as session:
+        """A write transaction (on SQLite it holds the write lock from its start: ``BEGIN IMMEDIATE``)."""
+        with self._writes.begin() as session:
             yield session
 
     def close(self) -> None:
@@ -534,38 +567,110 @@ class Registry:
             return experiments.results(s, experiment_id)
 
     # audit ----------------------------------------------------------------
-    def verify_audit(self) -> audit.ChainReport:
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where the signed audit checkpoints are appended: ``<home>/audit-checkpoints.jsonl``."""
+        return self.home / checkpoints.CHECKPOINT_FILE
+
+    def _sign(self, actor: str, rows: int, head: str) -> checkpoints.Checkpoint:
+        key = checkpoints.audit_key(self.home)
+        cp = checkpoints.sign(key, actor, checkpoints.database_identity(self.url), rows, head)
+        checkpoints.append(self.checkpoint_path, cp)
+        return cp
+
+    def checkpoint_audit(self, actor: str = "cli") -> checkpoints.Checkpoint:
+        """Sign the audit log's row count and head hash now and append it to ``checkpoint_path``.
+
+        The key is ``$TREUM_AUDIT_KEY`` or ``<home>/audit.key`` (made on first use, mode
+        0600), never stored in the database. Run it after every change that matters
+        (the CLI's lifecycle commands do) and keep a copy of the file elsewhere.
+        """
         with self.sessions() as s:
-            return audit.verify_chain(s)
+            rows = s.execute(select(func.count()).select_from(AuditLog)).scalar_one()
+            head = s.execute(select(AuditLog.row_hash).order_by(AuditLog.id.desc()).limit(1)).scalar()
+        return self._sign(actor, rows, head or audit.GENESIS)
+
+    def verify_audit(self, actor: str = "cli", checkpoint: bool = True,
+                     extra_checkpoints: Iterable[Path] = ()) -> audit.ChainReport:
+        """Recompute the chain, then compare it with every signed checkpoint; the first problem.
+
+        A forged checkpoint, fewer rows than a checkpoint covered (a truncated tail) and
+        another hash at a checkpoint's row (a recomputed or edited chain) are problems
+        besides a broken chain. ``extra_checkpoints``: exported copies to compare too.
+        After a successful verification a fresh checkpoint of what was verified is
+        written, unless ``checkpoint`` is False.
+        """
+        # the checkpoint files first: each was taken of rows committed before the chain is read
+        lines = checkpoints.snapshot([self.checkpoint_path, *map(Path, extra_checkpoints)])
+        with self.sessions() as s:
+            report = audit.verify_chain(s)
+        if not report.ok:
+            return report
+        if lines or checkpoint:
+            key = checkpoints.audit_key(self.home)
+            report.checkpoints, problem = checkpoints.compare(key, checkpoints.database_identity(self.url),
+                                                              report.hashes, lines)
+            if problem:
+                report.ok, report.reason = False, problem
+                return report
+        if checkpoint:
+            report.checkpoint = self._sign(actor, report.rows, report.head)
+        return report
 
     def audit_rows(self, limit: int = 100) -> list:
-        from treum.registry.schema import AuditLog
-
         with self.sessions() as s:
             return list(s.execute(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)).scalars())
 
     # API keys ---------------------------------------------------------------
-    def create_api_key(self, name: str, scopes: list[str] | None = None, actor: str = "cli") -> str:
-        """Create a key and return it once; only its SHA-256 is stored."""
-        token = "trm_" + secrets.token_urlsafe(32)
+    def create_api_key(self, name: str, scopes: Iterable[str] | None = None, expires_at: datetime | None = None,
+                       actor: str = "cli") -> str:
+        """Create a key and return its token, once; only its SHA-256 is stored.
+
+        ``scopes`` from ``SCOPES`` (predict, read, experiments, train, deploy, admin; admin
+        implies all), ``["predict"]`` when None; an unknown scope is a RegistryError naming
+        the closest. ``expires_at`` (UTC; None: never) must be in the future. Audited.
+        """
         with self.transaction() as s:
-            if s.execute(select(ApiKey).where(ApiKey.name == name)).scalar_one_or_none():
-                raise RegistryError(f"an API key named '{name}' already exists; pick another name")
-            key = ApiKey(
-                name=name,
-                key_prefix=token[:12],
-                key_hash=hashlib.sha256(token.encode()).hexdigest(),
-                scopes=scopes or ["write"],
-            )
-            s.add(key)
-            s.flush()
-            audit.append(s, actor, "api_key.create", "api_keys", key.id, {"name": name, "scopes": key.scopes})
+            token, _ = keys.create(s, name, scopes, expires_at, actor)
         return token
 
-    def check_api_key(self, token: str) -> ApiKey | None:
-        digest = hashlib.sha256(token.encode()).hexdigest()
+    def list_api_keys(self) -> list[ApiKeyInfo]:
+        """Every key, oldest first: name, prefix, scopes, created, expires, last used, revoked (never a hash)."""
+        with self.sessions() as s:
+            return keys.listing(s)
+
+    def revoke_api_key(self, name: str, actor: str = "cli") -> ApiKeyInfo:
+        """Revoke a key for good (its token stops working at once); audited."""
         with self.transaction() as s:
-            key = s.execute(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))).scalar_one_or_none()
-            if key is not None:
-                key.last_used_at = utcnow()
-            return key
+            keys.revoke(s, name, actor)
+        return next(k for k in self.list_api_keys() if k.name == name)
+
+    def rotate_api_key(self, name: str, actor: str = "cli") -> str:
+        """A new token for a key, returned once; same name, scopes and expiry; the old token stops working."""
+        with self.transaction() as s:
+            return keys.rotate(s, name, actor)
+
+    def check_api_key(self, token: str) -> ApiKeyRecord | None:
+        """The key of a token if it is valid, unrevoked and unexpired, else None. Writes nothing.
+
+        ``record.scopes`` says what it may do (``key_allows(record, scope)``); record when it
+        was used with ``touch_api_keys``, batched, off the request path.
+        """
+        with self.sessions() as s:
+            return keys.check(s, token)
+
+    def touch_api_keys(self, last_used: Mapping[uuid.UUID | str, datetime]) -> int:
+        """Set ``last_used_at`` per key id (one UPDATE each, never backwards, not audited); the keys updated."""
+        if not last_used:
+            return 0
+        with self.transaction() as s:
+            return keys.touch(s, last_used)
+
+    # retention --------------------------------------------------------------
+    def prune(self, older_than: timedelta, actor: str = "cli") -> dict[str, Any]:
+        """Delete serving logs and logged predictions older than ``older_than``; the counts, audited.
+
+        Predictions a running experiment counts are kept (``retention.py``).
+        """
+        with self.transaction() as s:
+            return retention.prune(s, older_than, actor)

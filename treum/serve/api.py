@@ -12,6 +12,7 @@ message that says what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Header, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from treum.core.errors import ArtifactIntegrityError, NotFoundError, PluginError, RegistryError, TreumError
 from treum.core.model import verify_artifact
@@ -32,15 +34,22 @@ from treum.registry.store import clean_json
 from treum.serve import schemas as S
 from treum.serve.ab import two_proportion_test
 from treum.serve.bars import RequestError
+from treum.serve.guards import (
+    BodyLimitMiddleware,
+    RateLimitMiddleware,
+    RequestIdMiddleware,
+    key_allows,
+    missing_key_error,
+    parse_bearer,
+    request_id,
+)
 from treum.serve.plugin_routes import mount_plugin_routes
 from treum.serve.router import Service
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/ml"
-ERRORS = {400: {"model": S.ErrorOut}, 401: {"model": S.ErrorOut}, 404: {"model": S.ErrorOut},
-          409: {"model": S.ErrorOut}, 413: {"model": S.ErrorOut}, 422: {"model": S.ErrorOut},
-          503: {"model": S.ErrorOut}}
+ERRORS = {status: {"model": S.ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504)}
 
 
 def _model_out(m: MLModel, detail: bool = False) -> dict:
@@ -95,11 +104,12 @@ class ServingLogMiddleware:
         finally:
             service = self.get_service()
             if service is not None:
-                headers = dict(scope.get("headers") or [])
                 client = scope.get("client")
+                # the bytes actually received (RequestIdMiddleware counts them), never the client's Content-Length
+                received = int(scope.get("state", {}).get("body_bytes", 0))
                 service.log_request(
-                    scope["path"], uuid.uuid4().hex, started, state["status"], None,
-                    int(headers.get(b"content-length", b"0") or 0), state["bytes"], client[0] if client else None,
+                    scope["path"][:200], request_id(scope), started, state["status"], None,
+                    received, state["bytes"], client[0] if client else None,
                 )
 
 
@@ -122,76 +132,123 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
             raise RequestError(503, "the service is starting; retry in a moment")
         return svc
 
-    def require_key(authorization: str | None = Header(default=None, description="Bearer <API key>"),
-                    svc: Service = Depends(service)) -> str:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise RequestError(401, "this route needs an API key: send 'Authorization: Bearer <key>' "
-                                    "(create one with `treum registry keys create NAME`)")
-        key = svc.registry.check_api_key(authorization[7:].strip())
+    async def authorise(authorization: str | None, svc: Service, scope: str) -> str:
+        token = parse_bearer(authorization)
+        if token is None:
+            raise missing_key_error()
+        key = await svc.keys.check(token)
         if key is None:
-            raise RequestError(401, "the API key is unknown or revoked")
+            raise RequestError(401, "the API key is unknown, revoked or expired")
+        if not key_allows(key, scope):
+            raise RequestError(403, f"the API key '{key.name}' has the scopes {sorted(key.scopes or [])}; this route "
+                                    f"needs '{scope}' (`treum registry keys create NAME --scope {scope}`)")
         return key.name
+
+    def require(scope: str):
+        """A dependency: a valid, unexpired key with ``scope`` (or admin); 401 without one, 403 without the scope."""
+
+        async def check(authorization: str | None = Header(default=None, description="Bearer <API key>"),
+                        svc: Service = Depends(service)) -> str:
+            return await authorise(authorization, svc, scope)
+
+        return check
 
     async def predict_guard(authorization: str | None = Header(default=None), svc: Service = Depends(service)) -> None:
         if svc.settings.require_key_for_predict:
-            require_key(authorization, svc)
+            await authorise(authorization, svc, "predict")
+
+    async def answer(svc: Service, coro) -> Any:
+        """A prediction within ``serve.request_timeout_s`` (504 past it); shared work still fills the cache."""
+        try:
+            return await asyncio.wait_for(coro, svc.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(504, f"no answer within serve.request_timeout_s = {svc.settings.request_timeout_s:g} s; "
+                                    "retry (the work goes on and a repeat may be served from the cache)") from None
+
+    def error(request: Request, status: int, message: str, **extra: Any) -> JSONResponse:
+        rid = request_id(request.scope)
+        # the header too: a 500 is sent by Starlette's outermost middleware, outside RequestIdMiddleware
+        return JSONResponse({"error": message, **extra, "request_id": rid}, status_code=status,
+                            headers={"x-request-id": rid})
 
     @app.exception_handler(RequestError)
-    async def request_error(_: Request, exc: RequestError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+    async def request_error(request: Request, exc: RequestError):
+        return error(request, exc.status, exc.message)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError):
+        # a value the database refuses (too long, too large, malformed): the client's 422, without the SQL
+        log.warning("request %s: the database refused a value: %s", request_id(request.scope), exc.orig)
+        if isinstance(exc, (DataError, IntegrityError)):
+            return error(request, 422, "a value is too long, too large or malformed for the registry; shorten it")
+        return error(request, 503, "the registry database is unavailable; retry in a moment")
+
+    @app.exception_handler(Exception)
+    async def last_resort(request: Request, exc: Exception):
+        # anything unexpected: the details go to the log under the request id, never to the client
+        log.exception("request %s failed", request_id(request.scope))
+        return error(request, 500, "internal error; quote the request_id when you report it")
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError):
+    async def validation_error(request: Request, exc: RequestValidationError):
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"error": "the body is not valid JSON"}, status_code=400)
+            return error(request, 400, "the body is not valid JSON")
         parts = []
         details = []
         for e in errors:
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {e.get('msg')}")
+            parts.append(f"{where}: {e.get('msg')}"[:500])
             details.append({"field": where, "message": e.get("msg"), "type": e.get("type")})
-        return JSONResponse({"error": "; ".join(parts), "details": details}, status_code=422)
+        return error(request, 422, "; ".join(parts), details=details)
 
     @app.exception_handler(TreumError)
-    async def treum_error(_: Request, exc: TreumError):
-        return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
+    async def treum_error(request: Request, exc: TreumError):
+        return error(request, error_status(exc), str(exc))
 
     def get_model(svc: Service, model_id: uuid.UUID) -> MLModel:
         return svc.registry.get_by_id(model_id)  # NotFoundError answers 404 through the handler above
 
     # health and models ------------------------------------------------------
     @app.get(f"{PREFIX}/health", tags=["monitoring"])
-    def health(svc: Service = Depends(service)) -> dict[str, Any]:
+    async def health(detail: bool = Query(False, description="the detailed view (needs a key with 'read')"),
+                     authorization: str | None = Header(default=None), svc: Service = Depends(service)) -> dict[str, Any]:
+        """Open: whether the service answers and how many models are live. ``?detail=true`` needs a key."""
+        if not detail:
+            return {"status": "ok", "live_models": len(svc.live), "tasks_answered":
+                    sum(1 for t in svc.plugins.specs("tasks") if svc.answering(t).get("model"))}
+        await authorise(authorization, svc, "read")
         return svc.health()
 
     @app.get(f"{PREFIX}/models", tags=["models"], response_model=list[S.ModelOut])
-    def list_models(name: str | None = None, svc: Service = Depends(service)):
+    def list_models(name: str | None = None, _: str = Depends(require("read")), svc: Service = Depends(service)):
         return [_model_out(m) for m in svc.registry.list_models(name)]
 
     @app.get(f"{PREFIX}/models/{{model_id}}", tags=["models"], response_model=S.ModelOut, responses=ERRORS)
-    def model_detail(model_id: uuid.UUID, svc: Service = Depends(service)):
+    def model_detail(model_id: uuid.UUID, _: str = Depends(require("read")), svc: Service = Depends(service)):
         return clean_json(_model_out(get_model(svc, model_id), detail=True))
 
     @app.post(f"{PREFIX}/models", tags=["models"], response_model=S.ModelOut, status_code=201, responses=ERRORS)
-    def register_model(body: S.RegisterRequest, actor: str = Depends(require_key), svc: Service = Depends(service)):
+    def register_model(body: S.RegisterRequest, actor: str = Depends(require("train")),
+                       svc: Service = Depends(service)):
         spec = svc.plugins.model(body.name)
-        path = Path(body.artifact_path)
-        if not path.is_dir():
-            raise RequestError(422, f"artifact_path '{path}' is not a directory on the server")
+        path = upload_path(svc, body.artifact_path)
         try:
             manifest = verify_artifact(path)
+            task_file = path / "task.json"
+            saved_task = json.loads(task_file.read_text()) if task_file.is_file() else {}
+            config = json.loads((path / "config.json").read_text())
         except ArtifactIntegrityError as exc:
-            raise RequestError(422, str(exc)) from None
-        if manifest["model"] != spec.name:
-            raise RequestError(422, f"the artifact was saved by model '{manifest['model']}', not '{spec.name}'")
+            raise RequestError(422, public_artifact_error(exc)) from None
+        except (ValueError, KeyError, OSError) as exc:  # malformed JSON, a missing file
+            raise RequestError(422, f"the artifact is malformed ({type(exc).__name__}); save it with Model.save") from None
+        if manifest.get("model") != spec.name:
+            raise RequestError(422, f"the artifact was saved by model '{manifest.get('model')}', not '{spec.name}'")
         # the task it was saved for (task.json), else its task's defaults; served answers are that task's
-        task_file = path / "task.json"
-        task = build_task(svc.plugins.task(spec.task),
-                          json.loads(task_file.read_text()) if task_file.is_file() else {})  # ConfigError: 422
+        task = build_task(svc.plugins.task(spec.task), saved_task)  # ConfigError: 422
         m = svc.registry.register(
             name=spec.name, task=spec.task, family=spec.family,
-            config=json.loads((path / "config.json").read_text()), artifact_dir=path, metrics={}, performance={},
+            config=config, artifact_dir=path, metrics={}, performance={},
             baselines={}, validated=False, data_version="external",
             metadata={"source": "api", "reason": body.reason, "task_config": task.config_dict()},
             actor=f"api:{actor}",
@@ -199,7 +256,7 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
         return _model_out(m, detail=True)
 
     @app.put(f"{PREFIX}/models/{{model_id}}/deploy", tags=["models"], response_model=S.ModelOut, responses=ERRORS)
-    def deploy_model(model_id: uuid.UUID, body: S.DeployRequest, actor: str = Depends(require_key),
+    def deploy_model(model_id: uuid.UUID, body: S.DeployRequest, actor: str = Depends(require("deploy")),
                      svc: Service = Depends(service)):
         m = get_model(svc, model_id)
         out = svc.registry.deploy(m.model_name, m.model_version, f"api:{actor}", body.reason, body.force)
@@ -207,7 +264,7 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
         return _model_out(out)
 
     @app.put(f"{PREFIX}/models/{{model_id}}/retire", tags=["models"], response_model=S.ModelOut, responses=ERRORS)
-    def retire_model(model_id: uuid.UUID, body: S.RetireRequest, actor: str = Depends(require_key),
+    def retire_model(model_id: uuid.UUID, body: S.RetireRequest, actor: str = Depends(require("deploy")),
                      svc: Service = Depends(service)):
         m = get_model(svc, model_id)
         out = svc.registry.retire(m.model_name, m.model_version, f"api:{actor}", body.reason)
@@ -215,7 +272,8 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
         return _model_out(out)
 
     @app.get(f"{PREFIX}/models/{{model_id}}/performance", tags=["models"], responses=ERRORS)
-    def model_performance(model_id: uuid.UUID, svc: Service = Depends(service)) -> dict[str, Any]:
+    def model_performance(model_id: uuid.UUID, _: str = Depends(require("read")),
+                          svc: Service = Depends(service)) -> dict[str, Any]:
         m = get_model(svc, model_id)
         rows = svc.registry.performance(m.id)
         return clean_json({
@@ -225,7 +283,7 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
 
     @app.get(f"{PREFIX}/models/{{model_id}}/predictions", tags=["models"], responses=ERRORS)
     def model_predictions(model_id: uuid.UUID, limit: int = Query(50, ge=1, le=1000),
-                          svc: Service = Depends(service)) -> list[dict[str, Any]]:
+                          _: str = Depends(require("read")), svc: Service = Depends(service)) -> list[dict[str, Any]]:
         get_model(svc, model_id)
         return [clean_json({"prediction_id": r.prediction_id, "entity_id": r.entity_id, "created_at": str(r.created_at),
                             "task": (r.input_features or {}).get("task"), "probability": r.prediction_probability,
@@ -240,18 +298,29 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
               dependencies=[Depends(predict_guard)])
     async def predict_price(body: S.PredictRequest, svc: Service = Depends(service)):
         """The ensemble (``serve.ensemble``): the regime's label picks the weights of the members' answers."""
-        return JSONResponse(clean_json(await svc.predict("price", body.instrument, _bars(body), body.user_id)))
+        return JSONResponse(clean_json(await answer(svc, svc.predict("price", body.instrument, _bars(body),
+                                                                     body.user_id))))
 
     @app.post(f"{PREFIX}/predict/batch", tags=["predict"], response_model=S.BatchOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])
     async def predict_batch(body: S.BatchRequest, svc: Service = Depends(service)):
         """Several predictions of any tasks; each item gets its own status, a bad item does not fail the rest."""
+        total = sum(len(item.bars or ()) for item in body.requests)
+        if total > svc.settings.max_batch_bars:
+            raise RequestError(413, f"the batch sends {total} bars in all; at most {svc.settings.max_batch_bars} are "
+                                    "accepted (serve.max_batch_bars): split it")
         results = []
+        deadline = time.monotonic() + svc.settings.request_timeout_s
         for item in body.requests:
             out: dict[str, Any] = {"task": item.task, "instrument": item.instrument}
             try:
-                out.update(status=200, result=clean_json(await svc.predict(item.task, item.instrument, _bars(item),
-                                                                           item.user_id)))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RequestError(504, "the batch ran out of serve.request_timeout_s before this item")
+                out.update(status=200, result=clean_json(await asyncio.wait_for(
+                    svc.predict(item.task, item.instrument, _bars(item), item.user_id), left)))
+            except asyncio.TimeoutError:
+                out.update(status=504, error="no answer within the batch's time (serve.request_timeout_s)")
             except RequestError as exc:
                 out.update(status=exc.status, error=exc.message)
             except TreumError as exc:
@@ -273,22 +342,22 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
         The model is ``serve.tasks.<task>.model`` if set, else the task's one deployed model;
         the specification's named routes (``volatility``, ``market-regime``) are aliases (``serve.aliases``).
         """
-        return JSONResponse(clean_json(await svc.predict(task, body.instrument, _bars(body), body.user_id)))
+        return JSONResponse(clean_json(await answer(svc, svc.predict(task, body.instrument, _bars(body), body.user_id))))
 
     # outcomes and experiments ---------------------------------------------------
     @app.post(f"{PREFIX}/predictions/{{prediction_id}}/outcome", tags=["experiments"], responses=ERRORS)
-    def record_outcome(prediction_id: str, body: S.OutcomeRequest, actor: str = Depends(require_key),
+    def record_outcome(prediction_id: str, body: S.OutcomeRequest, actor: str = Depends(require("experiments")),
                        svc: Service = Depends(service)) -> dict[str, Any]:
         """Record the realised outcome of a prediction; each row is scored by its own task."""
         updated = svc.record_outcome(prediction_id, body.actual_value, f"api:{actor}")
         return {"prediction_id": prediction_id, "updated": updated}
 
     @app.get(f"{PREFIX}/experiments", tags=["experiments"])
-    def list_experiments(svc: Service = Depends(service)) -> list[dict[str, Any]]:
+    def list_experiments(_: str = Depends(require("read")), svc: Service = Depends(service)) -> list[dict[str, Any]]:
         return [_experiment_out(e) for e in svc.registry.list_experiments()]
 
     @app.post(f"{PREFIX}/experiments", tags=["experiments"], status_code=201, responses=ERRORS)
-    def create_experiment(body: S.ExperimentRequest, actor: str = Depends(require_key),
+    def create_experiment(body: S.ExperimentRequest, actor: str = Depends(require("experiments")),
                           svc: Service = Depends(service)) -> dict[str, Any]:
         exp = svc.registry.create_experiment(body.name, body.control_model_id, body.treatment_model_id,
                                              body.treatment_percent, body.description, body.days, f"api:{actor}")
@@ -296,14 +365,15 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
         return {"id": str(exp.id), "name": exp.experiment_name, "status": exp.status}
 
     @app.put(f"{PREFIX}/experiments/{{experiment_id}}/stop", tags=["experiments"], responses=ERRORS)
-    def stop_experiment(experiment_id: uuid.UUID, actor: str = Depends(require_key),
+    def stop_experiment(experiment_id: uuid.UUID, actor: str = Depends(require("experiments")),
                         svc: Service = Depends(service)) -> dict[str, Any]:
         exp = svc.registry.stop_experiment(experiment_id, f"api:{actor}")
         svc.refresh()
         return {"id": str(exp.id), "status": exp.status}
 
     @app.get(f"{PREFIX}/experiments/{{experiment_id}}/results", tags=["experiments"], responses=ERRORS)
-    def experiment_results(experiment_id: uuid.UUID, svc: Service = Depends(service)) -> dict[str, Any]:
+    def experiment_results(experiment_id: uuid.UUID, _: str = Depends(require("read")),
+                           svc: Service = Depends(service)) -> dict[str, Any]:
         res = svc.registry.experiment_results(experiment_id)
         control, treatment = res["arms"]["control"], res["arms"]["treatment"]
         test = two_proportion_test(control["hits"], control["outcomes"], treatment["hits"], treatment["outcomes"])
@@ -313,7 +383,7 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
 
     # monitoring ----------------------------------------------------------------
     @app.get(f"{PREFIX}/monitoring/performance", tags=["monitoring"])
-    def monitoring_performance(svc: Service = Depends(service)) -> dict[str, Any]:
+    def monitoring_performance(_: str = Depends(require("read")), svc: Service = Depends(service)) -> dict[str, Any]:
         out = {}
         for name, live in svc.live.items():
             times = svc.registry.inference_times(live.id)
@@ -331,5 +401,51 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
 
     if plugins is not None:
         mount_plugin_routes(app, plugins, PREFIX, get_service)
+
+    def limit() -> int | None:
+        svc = get_service()
+        return svc.settings.max_body_bytes if svc is not None else None
+
+    def limiter():
+        svc = get_service()
+        return svc.limiter if svc is not None else None
+
+    # outermost last: request id -> log -> rate limit -> body limit -> routes
+    app.add_middleware(BodyLimitMiddleware, limit=limit)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, prefix=PREFIX)
     app.add_middleware(ServingLogMiddleware, get_service=get_service)
+    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def upload_path(svc: Service, artifact_path: str) -> Path:
+    """The artifact folder of a register request: below ``serve.upload_root``, never a symlink, or a 422."""
+    from treum.registry.store import treum_home
+
+    root = Path(svc.settings.upload_root or treum_home() / "uploads").resolve()
+    raw = Path(artifact_path)
+    candidate = raw if raw.is_absolute() else root / raw
+    resolved = candidate.resolve()
+    if root != resolved and root not in resolved.parents:
+        raise RequestError(422, "artifact_path must lie inside the server's upload folder (serve.upload_root); "
+                                "copy the saved model there and give its path relative to that folder")
+    if not resolved.is_dir():
+        raise RequestError(422, "artifact_path is not a saved model folder inside the upload folder")
+    for path in [candidate, *resolved.rglob("*")]:
+        if path.is_symlink():
+            raise RequestError(422, "the artifact folder holds a symbolic link; copy real files into it")
+    return resolved
+
+
+def public_artifact_error(exc: ArtifactIntegrityError) -> str:
+    """What a client may know about a refused artifact: which file, never a path on the server or a hash."""
+    import re
+
+    text = str(exc)
+    if "malformed" in text:
+        return "the artifact's manifest is malformed; save the model again with Model.save"
+    if "symbolic link" in text:
+        return "the artifact folder holds a symbolic link; copy real files into it"
+    named = re.search(r"file '([^']+)'", text)
+    return ("the artifact does not match its manifest" + (f" (file '{Path(named.group(1)).name}')" if named else "")
+            + "; save it again with Model.save")

@@ -76,6 +76,10 @@ class Service:
         self._inflight: dict[str, asyncio.Future] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        from treum.serve.guards import KeyCache, RateLimiter
+
+        self.keys = KeyCache(registry)  # API keys checked without a database write on the request path
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.refresh()
         self._refresher = None
         if start_refresher and settings.refresh_seconds > 0:
@@ -162,6 +166,10 @@ class Service:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.settings.refresh_seconds):
+            try:
+                self.keys.flush_last_used()
+            except Exception:
+                log.exception("recording when API keys were last used failed; will retry")
             try:
                 if self.refresh():
                     log.info("deployments changed: %s", {n: m.version for n, m in self.live.items()})
@@ -257,6 +265,19 @@ class Service:
             self.frames.set(key, frame)
         return frame
 
+    async def asource(self, instrument: str, bars: list[dict] | None, as_of: pd.Timestamp | None = None) -> Source:
+        """``source`` off the event loop when bars were sent (validating them is CPU work)."""
+        if bars is None:
+            return self.source(instrument, None, as_of)  # a binary search: cheap
+        return await asyncio.to_thread(self.source, instrument, bars, as_of)
+
+    async def aframe(self, source: Source, feature_set: str = "technical") -> pd.DataFrame:
+        """``frame`` off the event loop: a cache hit answers at once, features are computed in a worker thread."""
+        frame = self.frames.get(f"{source.instrument}|{source.last}|{source.digest}|{feature_set}")
+        if frame is not None:
+            return frame
+        return await asyncio.to_thread(self.frame, source, feature_set)
+
     # calling a model ------------------------------------------------------
     async def _call(self, live: LiveModel, frame: pd.DataFrame, columns: tuple[str, ...], instrument: str,
                     last: str, digest: str, timeout_s: float | None) -> tuple[dict[str, float], bool]:
@@ -289,7 +310,7 @@ class Service:
     async def _answer(self, live: LiveModel, source: Source) -> tuple[dict[str, float], bool]:
         """A single model's answer for the source's last bar: a model that cannot answer is the request's 422."""
         task = self._usable(live)
-        frame = self.frame(source, live.features)
+        frame = await self.aframe(source, live.features)
         try:
             return await self._call(live, frame, task.prediction_columns(), source.instrument, source.last,
                                     source.digest, None)
@@ -320,7 +341,7 @@ class Service:
         """
         named = self.model_for_task(task)
         live, arm, _ = self._resolve(named.name, user_id)
-        source = self.source(instrument, bars)
+        source = await self.asource(instrument, bars)
         head = {"prediction_id": uuid.uuid4().hex, "task": task, "instrument": instrument}
         if market:
             source = self.source(self._market(live), None, pd.Timestamp(source.last))
@@ -354,7 +375,8 @@ class Service:
         if ens is None:
             raise RequestError(404, "no ensemble is configured: add serve.ensemble (see conf/serve/ensemble.yaml)")
         start = time.perf_counter()
-        source = self.source(instrument, bars)
+        source = await self.asource(instrument, bars)
+        await self.aframe(source)  # the members' features, once, off the event loop
         regime = await self.regime(pd.Timestamp(source.last))
         weights = ens.weights.get(str(regime["label"]))
         if weights is None:
@@ -397,7 +419,7 @@ class Service:
             if live.task_name != self.settings.ensemble.task:
                 raise RuntimeError(f"a model of task '{live.task_name}'; the ensemble combines "
                                    f"'{self.settings.ensemble.task}' models")
-            values, cached = await self._call(live, self.frame(source, live.features), task.prediction_columns(),
+            values, cached = await self._call(live, await self.aframe(source, live.features), task.prediction_columns(),
                                               source.instrument, source.last, source.digest,
                                               self.settings.ensemble.member_timeout_ms / 1000)
             return MemberAnswer(name, live.version, "ok", values, _now_ms(start), arm=arm, model_id=live.id,

@@ -15,12 +15,19 @@ class Strict(BaseModel):
 
 
 class Bar(Strict):
-    timestamp: datetime
+    timestamp: datetime = Field(description="between 1678 and 2261 (what a nanosecond timestamp can hold)")
     open: float | None = None
     high: float | None = None
     low: float | None = None
     close: float
     volume: float | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def representable(cls, v: datetime) -> datetime:
+        if not 1678 <= v.year <= 2261:
+            raise ValueError(f"year {v.year} is outside 1678..2261, the range a bar's timestamp can have")
+        return v
 
     @field_validator("open", "high", "low", "close", "volume")
     @classmethod
@@ -33,7 +40,8 @@ class Bar(Strict):
 class PredictRequest(Strict):
     instrument: str = Field(min_length=1, max_length=50, examples=["SPX"])
     bars: list[Bar] | None = Field(
-        default=None, description="your own bars, oldest first; omit to use the latest stored bars of the instrument"
+        default=None, max_length=10_000,
+        description="your own bars, oldest first (serve.max_bars at most); omit to use the latest stored bars",
     )
     user_id: str | None = Field(default=None, max_length=100, description="sticky A/B assignment key")
 
@@ -133,18 +141,19 @@ class ModelOut(BaseModel):
 
 
 class RegisterRequest(Strict):
-    name: str = Field(description="a registered model plugin's name")
-    artifact_path: str = Field(description="a directory written by Model.save on the server's file system")
-    reason: str | None = None
+    name: str = Field(max_length=200, description="a registered model plugin's name")
+    artifact_path: str = Field(max_length=1000, description="a directory written by Model.save, below the server's "
+                                                              "serve.upload_root (relative to it, or absolute inside it)")
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 class DeployRequest(Strict):
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=2000)
     force: bool = Field(default=False, description="deploy a version that did not beat its baselines")
 
 
 class RetireRequest(Strict):
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 class ExperimentRequest(Strict):

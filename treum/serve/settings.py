@@ -119,6 +119,13 @@ class ServeSettings:
     cache_url: str | None = None
     log_batch_size: int = 200
     log_flush_seconds: float = 0.5
+    # bounded work per request
+    max_body_bytes: int = 2_000_000          # a larger body is refused with 413 before it is parsed
+    max_batch_bars: int = 20_000             # bars summed over the items of one batch
+    request_timeout_s: float = 10.0          # a prediction that takes longer answers 504
+    rate_limit_per_minute: int = 6000        # per API key, or per client address without one (429); 0: off
+    rate_limit_burst: int = 200
+    upload_root: str | None = None           # POST /models reads artifacts only below it (null: $TREUM_HOME/uploads)
     tasks: dict[str, TaskServing] = field(default_factory=dict)
     aliases: dict[str, Alias] = field(default_factory=dict)
     regime: RegimeSettings | None = None
@@ -128,6 +135,11 @@ class ServeSettings:
         """Cross-field checks; ``build_config`` calls this after the types are checked."""
         if self.min_bars > self.max_bars:
             return f"min_bars ({self.min_bars}) cannot exceed max_bars ({self.max_bars})"
+        if self.max_body_bytes < 1024 or self.max_batch_bars < self.max_bars or self.request_timeout_s <= 0:
+            return ("max_body_bytes must be at least 1024, max_batch_bars at least max_bars, and request_timeout_s "
+                    "positive")
+        if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
+            return "rate_limit_per_minute cannot be negative (0 switches it off) and rate_limit_burst must be >= 1"
         for name, alias in self.aliases.items():
             if name in RESERVED_ROUTES:
                 return f"aliases.{name}: '/predict/{name}' is a built-in route; pick another alias name"
