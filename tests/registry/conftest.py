@@ -80,3 +80,25 @@ def log_predictions(registry: Registry):
                                    entity_type="instrument", entity_id="SPX", **fields))
 
     return add
+
+
+def drop_append_only_triggers(engine) -> None:
+    """What someone with DDL rights can do: take the append-only triggers off ``audit_log`` (revision 0004)."""
+    from sqlalchemy import text
+
+    statements = {
+        "sqlite": ["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"],
+        "postgresql": ["DROP TRIGGER audit_log_no_change ON audit_log", "DROP TRIGGER audit_log_no_truncate ON audit_log"],
+    }[engine.dialect.name]
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+@pytest.fixture
+def lifecycle(registry: Registry, register):
+    """A version registered, deployed and retired: four audit rows."""
+    register()
+    registry.deploy("gbm_direction", "1", actor="alice")
+    registry.retire("gbm_direction", "1", actor="bob")
+    return registry

@@ -13,6 +13,8 @@ from treum.core.errors import ArtifactIntegrityError, NotFoundError, RegistryErr
 from treum.registry.schema import AuditLog, ModelPerformanceMetric
 from treum.registry.store import Registry
 
+from .conftest import drop_append_only_triggers
+
 TABLES = {"users", "ml_models", "ml_features", "feature_values", "ml_predictions", "model_performance_metrics",
           "model_experiments", "model_serving_logs", "ml_training_jobs", "model_deployments", "audit_log", "api_keys"}
 
@@ -21,7 +23,7 @@ def test_migrations_create_every_table(registry):
     tables = set(inspect(registry.engine).get_table_names())
     assert TABLES <= tables
     with registry.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
 
 
 def test_json_columns_are_jsonb_on_postgres(registry):
@@ -108,6 +110,7 @@ def test_a_changed_audit_row_is_reported_first_broken(registry, register):
     register()
     registry.deploy("gbm_direction", "1", actor="alice")
     registry.retire("gbm_direction", "1", actor="bob")
+    drop_append_only_triggers(registry.engine)
     with registry.transaction() as s:
         second = s.execute(select(AuditLog).order_by(AuditLog.id).offset(1).limit(1)).scalar_one()
         s.execute(update(AuditLog).where(AuditLog.id == second.id).values(actor="mallory"))
@@ -119,6 +122,7 @@ def test_a_deleted_audit_row_is_reported(registry, register):
     register()
     registry.deploy("gbm_direction", "1")
     registry.retire("gbm_direction", "1")
+    drop_append_only_triggers(registry.engine)
     with registry.transaction() as s:
         ids = list(s.execute(select(AuditLog.id).order_by(AuditLog.id)).scalars())
         s.execute(AuditLog.__table__.delete().where(AuditLog.id == ids[1]))
@@ -161,7 +165,7 @@ def test_a_failing_registration_leaves_nothing_half_registered(registry, registe
 
 
 def test_api_keys_are_stored_hashed(registry):
-    token = registry.create_api_key("ci")
+    token = registry.create_api_key("ci", scopes=["read"])
     assert token.startswith("trm_")
     with registry.engine.connect() as conn:
         stored = conn.execute(text("SELECT key_hash, key_prefix FROM api_keys")).one()

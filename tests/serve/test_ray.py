@@ -162,7 +162,7 @@ def test_a_failing_remote_member_is_dropped_with_its_weight_renormalised(live, s
 
     body = _wait(dropped, timeout=30)
     member = next(m for m in body["members"] if m["name"] == "ts_transformer")
-    assert "ArtifactIntegrityError" in member["error"] and "weights.safetensors" in member["error"]
+    assert "ArtifactIntegrityError" in member["error"] and "/" not in member["error"]  # no server path in answers
     assert set(body["weights"]) == {"gbm_direction", "logit_direction"}
     assert sum(body["weights"].values()) == pytest.approx(1.0)
 

@@ -187,7 +187,18 @@ def check_no_look_ahead(f: Fitted) -> None:
     _close(again, before, "predictions up to t changed when the data after t was removed (look-ahead)")
 
 
+def check_predict_last(f: Fitted) -> None:
+    """What serving asks for: the last row's prediction, equal to the last row of a full predict."""
+    entity = f.frame.index.get_level_values("entity")[0]
+    one = f.frame[f.frame.index.get_level_values("entity") == entity]
+    last = f.model.predict_last(one)
+    full = f.model.predict(one).iloc[-1]
+    np.testing.assert_allclose(last[full.index].to_numpy(dtype=float), full.to_numpy(dtype=float), rtol=1e-6,
+                               atol=1e-9, err_msg="predict_last differs from the last row of predict")
+
+
 CHECKS: dict[str, Callable[[Fitted], None]] = {
+    "predict_last": check_predict_last,
     "columns and ranges": check_columns_and_ranges,
     "save/load round trip": check_round_trip,
     "changed artifact refused": check_tamper_refused,

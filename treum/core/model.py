@@ -89,6 +89,14 @@ class Model:
     def load_weights(self, directory: Path) -> None:
         raise NotImplementedError
 
+    def predict_last(self, data: pd.DataFrame) -> pd.Series:
+        """The prediction for the last row of ``data`` (one entity), which serving asks for.
+
+        The default predicts every row and keeps the last; a model whose answer needs only
+        the tail of the data (a window) overrides it to skip the rest.
+        """
+        return self.predict(data).iloc[-1]
+
     # helpers for subclasses -----------------------------------------------
     @staticmethod
     def join_valid(data: pd.DataFrame, valid: pd.DataFrame | None) -> pd.DataFrame:

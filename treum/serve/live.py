@@ -69,11 +69,11 @@ def load_version(registry: Any, plugins: Any, sha256: str, task: Task | None) ->
 def predict_last(model: Any, frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, float]:
     """A model's answer for the frame's last bar; a sequential model reads the whole frame as context."""
     data = frame if "sequential" in model.spec.capabilities else frame.iloc[[-1]]
-    pred = model.predict(data)
-    missing = [c for c in columns if c not in pred.columns]
+    last = getattr(model, "predict_last", None)
+    row = last(data) if last is not None else model.predict(data).iloc[-1]
+    missing = [c for c in columns if c not in row.index]
     if missing:
-        raise RequestError(422, f"{model.spec.name} predicts {list(pred.columns)}, not {missing}")
-    row = pred.iloc[-1]
+        raise RequestError(422, f"{model.spec.name} predicts {list(row.index)}, not {missing}")
     values = {c: float(row[c]) for c in columns}
     if not all(np.isfinite(v) for v in values.values()):
         raise RequestError(422, f"{model.spec.name} has no prediction for the last bar (too few bars for its window?)")

@@ -316,8 +316,12 @@ class Service:
                                     source.digest, None)
         except RequestError:
             raise
-        except Exception as exc:
+        except (ValueError, KeyError) as exc:  # the model's own word on its input (e.g. an instrument it does not know)
             raise RequestError(422, f"{live.name} cannot answer for {source.instrument} as of {source.last}: {exc}") from None
+        except Exception as exc:
+            log.warning("%s failed for %s: %s: %s", live.label, source.instrument, type(exc).__name__, exc)
+            raise RequestError(503, f"{live.name} failed to answer for {source.instrument} as of {source.last} "
+                                    f"({type(exc).__name__}; details in the server log)") from None
 
     # routes -------------------------------------------------------------
     async def predict(self, name: str, instrument: str, bars: list[dict] | None, user_id: str | None) -> dict:
@@ -428,7 +432,11 @@ class Service:
             return MemberAnswer(name, live.version, "timeout", latency_ms=_now_ms(start), arm=arm, model_id=live.id,
                                 error=f"no answer within {self.settings.ensemble.member_timeout_ms:g} ms")
         except Exception as exc:
-            message = exc.message if isinstance(exc, RequestError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, RequestError):
+                message = exc.message
+            else:  # the answer names the kind of failure; paths, hashes and tracebacks go to the server log
+                log.warning("member %s failed: %s: %s", live.label, type(exc).__name__, exc)
+                message = f"{type(exc).__name__} (details in the server log)"
             return MemberAnswer(name, live.version, "failed", latency_ms=_now_ms(start), arm=arm, model_id=live.id,
                                 error=message)
 

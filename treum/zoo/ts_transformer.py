@@ -212,6 +212,10 @@ class TSTransformer(Model):
             cols[f"p_up_h{t[8:]}"] = out[:, j]
         return pd.DataFrame(cols, index=data.index)
 
+    def predict_last(self, data: pd.DataFrame) -> pd.Series:
+        """Only the last window: serving asks for one bar, not every window of its context."""
+        return self.predict(data.iloc[-self.config.window :]).iloc[-1]
+
     def save_weights(self, directory: Path) -> None:
         from safetensors.torch import save_file
 
