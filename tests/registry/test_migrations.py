@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
-from treum.registry.schema import Base
+from treum.registry.schema import ApiKey, Base
 from treum.registry.store import MIGRATIONS
 
 # compare_type and compare_server_default are off by default in Alembic; a type or a default that
@@ -66,5 +70,51 @@ def test_0002_adds_forced_to_an_existing_registry_and_comes_off_again(registry_u
         assert "forced" not in {c["name"] for c in inspect(engine).get_columns("model_deployments")}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT actor FROM model_deployments")).scalar() == "old"
+    finally:
+        engine.dispose()
+
+
+def test_0003_adds_expires_at_and_narrows_the_old_catch_all_scope(registry_url):
+    engine = create_engine(registry_url)
+    try:
+        _alembic(engine, command.upgrade, "0002")
+        with engine.begin() as conn:
+            for i, scopes in enumerate(('["write"]', '["write", "read"]', '["admin"]')):
+                conn.execute(text(
+                    "INSERT INTO api_keys (id, name, key_prefix, key_hash, scopes, created_at) "
+                    f"VALUES ('{uuid.UUID(int=i + 1)}', 'k{i}', 'trm_x', 'h{i}', '{scopes}', CURRENT_TIMESTAMP)"
+                ))
+        _alembic(engine, command.upgrade, "0003")
+        assert "expires_at" in {c["name"] for c in inspect(engine).get_columns("api_keys")}
+        keys = sa.table("api_keys", sa.column("name"), sa.column("scopes", ApiKey.__table__.c.scopes.type))
+        with engine.connect() as conn:
+            stored = dict(conn.execute(sa.select(keys.c.name, keys.c.scopes).order_by(keys.c.name)).all())
+        assert stored == {"k0": ["predict"], "k1": ["predict", "read"], "k2": ["admin"]}
+        _alembic(engine, command.downgrade, "0002")
+        assert "expires_at" not in {c["name"] for c in inspect(engine).get_columns("api_keys")}
+    finally:
+        engine.dispose()
+
+
+def test_0004_makes_the_audit_log_append_only_and_comes_off_again(registry_url):
+    engine = create_engine(registry_url)
+    insert = text("INSERT INTO audit_log (created_at, actor, action, entity_type, entity_id, prev_hash, row_hash) "
+                  "VALUES (CURRENT_TIMESTAMP, 'a', 'x', 't', '1', :prev, :row)")
+    try:
+        _alembic(engine, command.upgrade, "head")
+        with engine.begin() as conn:
+            conn.execute(insert, {"prev": "0", "row": "1"})  # appending is what stays allowed
+        for statement in ("UPDATE audit_log SET actor = 'b'", "DELETE FROM audit_log"):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(text(statement))
+        assert _differences(engine, Base.metadata) == []
+        _alembic(engine, command.downgrade, "0003")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE audit_log SET actor = 'b'"))
+            conn.execute(text("DELETE FROM audit_log"))
+        _alembic(engine, command.upgrade, "head")
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(insert, {"prev": "1", "row": "2"})
+            conn.execute(text("DELETE FROM audit_log"))
     finally:
         engine.dispose()

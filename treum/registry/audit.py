@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,36 +91,38 @@ def append(session: Session, actor: str, action: str, entity_type: str, entity_i
 class ChainReport:
     """What ``verify`` found: ``ok``, the rows read, the first broken row (if a row is to blame) and why.
 
-    ``hashes`` is every row's hash in order (the checkpoints are compared with it);
-    ``checkpoints`` how many signed checkpoints agreed; ``checkpoint`` the one written
-    after a successful verification, if any.
+    ``head`` is the last row's hash; ``hashes`` the hash at each row number asked for
+    (the rows the signed checkpoints cover); ``checkpoints`` how many checkpoints
+    agreed; ``checkpoint`` the one written after a successful verification, if any.
     """
 
     ok: bool
     rows: int
     first_broken_id: int | None = None
     reason: str | None = None
-    hashes: list[str] = field(default_factory=list, repr=False)
+    head: str = GENESIS
+    hashes: dict[int, str] = field(default_factory=dict, repr=False)
     checkpoints: int = 0
     checkpoint: Any = None
 
-    @property
-    def head(self) -> str:
-        return self.hashes[-1] if self.hashes else GENESIS
 
+def verify_chain(session: Session, keep: Collection[int] = ()) -> ChainReport:
+    """Recompute every hash in order; report the first row that does not match.
 
-def verify_chain(session: Session) -> ChainReport:
-    """Recompute every hash in order; report the first row that does not match."""
+    ``keep``: row numbers (1-based, in id order) whose hash the report keeps in ``hashes``.
+    """
     prev = GENESIS
-    hashes: list[str] = []
+    hashes: dict[int, str] = {}
+    n = 0
     for row in session.execute(select(AuditLog).order_by(AuditLog.id)).scalars():
-        n = len(hashes) + 1
+        n += 1
         if row.prev_hash != prev:
             return ChainReport(False, n, row.id, "its prev_hash does not match the row before (a row was removed "
-                                                 "or reordered)", hashes)
+                                                 "or reordered)")
         expected = row_digest(prev, row.created_at, row.actor, row.action, row.entity_type, row.entity_id, row.details)
         if expected != row.row_hash:
-            return ChainReport(False, n, row.id, "its content no longer matches its hash (the row was changed)", hashes)
+            return ChainReport(False, n, row.id, "its content no longer matches its hash (the row was changed)")
         prev = row.row_hash
-        hashes.append(prev)
-    return ChainReport(True, len(hashes), hashes=hashes)
+        if n in keep:
+            hashes[n] = prev
+    return ChainReport(True, n, head=prev, hashes=hashes)

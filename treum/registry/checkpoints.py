@@ -24,7 +24,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,37 +68,50 @@ def audit_key(home: Path) -> bytes:
     if env:
         return env.encode()
     path = Path(home) / KEY_FILE
+    if not path.exists():
+        _create_key(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise RegistryError(f"the audit key {path} can be read by others (mode {mode:04o}); run `chmod 600 {path}`")
+    key = path.read_bytes().strip()
+    if not key:
+        raise RegistryError(f"the audit key {path} is empty; restore it from your backup (or set ${KEY_ENV})")
+    return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new random key beside ``path`` and link it into place: whoever links first wins, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise RegistryError(
-                f"the audit key {path} can be read by others (mode {mode:04o}); run `chmod 600 {path}`"
-            ) from None
-        key = path.read_bytes().strip()
-        if not key:
-            raise RegistryError(f"the audit key {path} is empty; restore it from your backup (or set ${KEY_ENV})")
-        return key
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def signature(key: bytes, at: str, by: str, db: str, rows: int, head: str) -> str:
+    """HMAC-SHA256, under ``key``, of the checkpoint's fields as canonical JSON (row count and head among them)."""
     message = json.dumps({"at": at, "by": by, "db": db, "rows": int(rows), "head": head},
                          sort_keys=True, separators=(",", ":"))
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def sign(key: bytes, by: str, db: str, rows: int, head: str) -> Checkpoint:
+    """A checkpoint of ``rows`` rows ending in ``head``, taken now by ``by``, of database ``db``."""
     at = utcnow().isoformat(timespec="microseconds")
     return Checkpoint(at, by, db, int(rows), head, signature(key, at, by, db, rows, head))
 
 
 def genuine(key: bytes, cp: Checkpoint) -> bool:
+    """Whether ``cp`` was signed with ``key`` and not changed since (constant-time comparison)."""
     return hmac.compare_digest(cp.hmac, signature(key, cp.at, cp.by, cp.db, cp.rows, cp.head))
 
 
@@ -138,9 +151,16 @@ def snapshot(paths: Iterable[Path]) -> list[tuple[str, Checkpoint | str]]:
     return lines
 
 
-def compare(key: bytes, db: str, hashes: list[str], lines: Iterable[tuple[str, Checkpoint | str]]) -> tuple[int, str | None]:
-    """Check the chain's ``hashes`` against every checkpoint of ``db`` among ``lines`` (``snapshot``).
+def covered(lines: Iterable[tuple[str, Checkpoint | str]]) -> set[int]:
+    """The row counts the checkpoints cover: the rows whose hash ``compare`` needs."""
+    return {cp.rows for _, cp in lines if isinstance(cp, Checkpoint)}
 
+
+def compare(key: bytes, db: str, rows: int, hashes: Mapping[int, str],
+            lines: Iterable[tuple[str, Checkpoint | str]]) -> tuple[int, str | None]:
+    """Check a chain of ``rows`` rows against every checkpoint of ``db`` among ``lines`` (``snapshot``).
+
+    ``hashes`` maps a row number to the chain's hash there, for every row count in ``covered(lines)``.
     ``(checkpoints that agree, the first problem or None)``. A line that is not a
     checkpoint, or whose HMAC does not match (forged, or signed with another key), is
     a problem: a checkpoint file is written by treum only.
@@ -154,10 +174,10 @@ def compare(key: bytes, db: str, hashes: list[str], lines: Iterable[tuple[str, C
                             f"key changed: ${KEY_ENV} or {KEY_FILE} in TREUM_HOME)")
         if cp.db != db:
             continue
-        if len(hashes) < cp.rows:
-            return agreed, (f"the audit log has {len(hashes)} rows but checkpoint of {cp.at} covered {cp.rows}: "
+        if rows < cp.rows:
+            return agreed, (f"the audit log has {rows} rows but checkpoint of {cp.at} covered {cp.rows}: "
                             "rows were deleted from its end (truncation)")
-        if cp.rows and hashes[cp.rows - 1] != cp.head:
+        if cp.rows and hashes.get(cp.rows) != cp.head:
             return agreed, (f"row {cp.rows} of the audit log does not have the hash that checkpoint of {cp.at} "
                             "signed: the chain was recomputed or edited")
         agreed += 1

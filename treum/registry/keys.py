@@ -109,10 +109,12 @@ def key_allows(key: Any, scope: str) -> bool:
 
 
 def digest(token: str) -> str:
+    """What is stored of a token: its SHA-256 (a token has 256 random bits, so no salt or slow hash is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_token() -> str:
+    """``trm_`` and 32 random bytes, URL-safe."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
@@ -190,6 +192,7 @@ def rotate(s: Session, name: str, actor: str) -> str:
 
 
 def listing(s: Session) -> list[ApiKeyInfo]:
+    """Every key, oldest first, without its hash."""
     rows = s.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name)).scalars()
     return [ApiKeyInfo(k.id, k.name, k.key_prefix, tuple(k.scopes or ()), k.created_at, k.expires_at,
                        k.last_used_at, k.revoked_at) for k in rows]

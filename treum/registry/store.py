@@ -603,13 +603,13 @@ class Registry:
         # the checkpoint files first: each was taken of rows committed before the chain is read
         lines = checkpoints.snapshot([self.checkpoint_path, *map(Path, extra_checkpoints)])
         with self.sessions() as s:
-            report = audit.verify_chain(s)
+            report = audit.verify_chain(s, keep=checkpoints.covered(lines))
         if not report.ok:
             return report
         if lines or checkpoint:
             key = checkpoints.audit_key(self.home)
             report.checkpoints, problem = checkpoints.compare(key, checkpoints.database_identity(self.url),
-                                                              report.hashes, lines)
+                                                              report.rows, report.hashes, lines)
             if problem:
                 report.ok, report.reason = False, problem
                 return report

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from treum.registry.keys import key_allows  # noqa: F401  (one list of scopes: the registry's)
 from treum.serve.bars import RequestError
 
 KEY_TTL_S = 5.0  # a revoked key stops working within this many seconds on every replica
@@ -212,11 +213,6 @@ def parse_bearer(authorization: str | None) -> str | None:
         return None
     scheme, _, token = authorization.strip().partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def key_allows(key: Any, scope: str) -> bool:
-    scopes = set(getattr(key, "scopes", None) or ())
-    return "admin" in scopes or scope in scopes
 
 
 def missing_key_error() -> RequestError:

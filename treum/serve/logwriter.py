@@ -47,12 +47,12 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Numeric, SmallInteger, String, Uuid, insert, select
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, Numeric, SmallInteger, String, Uuid, insert, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import update
 from sqlalchemy.types import JSON
 
-from treum.registry.schema import MLModel, MLPrediction, ModelServingLog
+from treum.registry.schema import MLModel, MLPrediction, ModelServingLog, utcnow
 from treum.serve.spool import DeadLetters, Record, Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ TABLES = {"prediction": MLPrediction.__table__, "serving": ModelServingLog.__tab
 _STOP = object()
 _MISSING = object()
 _INT_RANGE = {SmallInteger: 2**15 - 1, Integer: 2**31 - 1, BigInteger: 2**63 - 1}
+
+
+def _utcnow() -> datetime:  # a marker: columns defaulting to the schema's utcnow share one value per row
+    return utcnow()
 
 
 # cleaning -----------------------------------------------------------------
@@ -111,18 +115,19 @@ def _json_slow(value: Any, notes: list[str]) -> Any:
     return _text(str(value))[0]
 
 
-def _json(value: Any, notes: list[str]) -> Any:
-    """A JSON value every database stores: the fast check in C, the walk only when it fails."""
+def _json(value: Any, notes: list[str]) -> tuple[Any, str]:
+    """A JSON value every database stores, and its text: the check in C, the walk only when it fails."""
     if value is None:
-        return None
+        return None, "null"
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-        if "\x00" not in text and "\\u0000" not in text:
+        if "\\u0000" not in text:
             text.encode("utf-8")
-            return value
+            return value, text
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
         pass
-    return _json_slow(value, notes)
+    value = _json_slow(value, notes)
+    return value, json.dumps(value, ensure_ascii=False)
 
 
 def _number(value: Any) -> float | None:
@@ -134,114 +139,160 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _c_str(length: int | None):
+    def conv(value, name, notes, texts):
+        if value.__class__ is str and "\x00" not in value and (length is None or len(value) <= length):
+            try:
+                value.encode("utf-8")
+                return value, False
+            except UnicodeEncodeError:
+                pass
+        text, dirty = _text(value)
+        if length and len(text) > length:
+            notes[name] = f"cut from {len(text)} to {length} characters"
+            text = text[:length]
+        return text, dirty
+    return conv
+
+
+def _c_json(value, name, notes, texts):
+    found: list[str] = []
+    value, texts[name] = _json(value, found)
+    if found and any(not n.startswith("NUL") for n in found):
+        notes[name] = "; ".join(sorted(set(found)))[:200] + " replaced by null"
+    return value, bool(found)
+
+
+def _c_numeric(limit: float | None, scale: int):
+    def conv(value, name, notes, texts):
+        f = _number(value)
+        if f is None or not math.isfinite(f):
+            notes[name] = f"{str(value)[:40]!r} is not a finite number: null"
+            return None, True
+        if limit is not None and abs(round(f, scale)) >= limit:
+            notes[name] = f"{f!r} overflows the column (|x| < {limit:.0e}): null"
+            return None, True
+        return f, False
+    return conv
+
+
+def _c_int(limit: int):
+    def conv(value, name, notes, texts):
+        n = value
+        if n.__class__ is not int:
+            f = _number(value)
+            if f is None or not math.isfinite(f):
+                notes[name] = f"{str(value)[:40]!r} is not a finite number: null"
+                return None, True
+            n = int(round(f))
+        if -limit <= n <= limit:
+            return n, False
+        notes[name] = f"{n} is out of the column's range (|x| <= {limit}): null"
+        return None, True
+    return conv
+
+
+def _c_uuid(value, name, notes, texts):
+    if isinstance(value, uuid.UUID):
+        return value, False
+    try:
+        return uuid.UUID(str(value)), False
+    except ValueError:
+        notes[name] = f"{str(value)[:40]!r} is not a UUID: null"
+        return None, True
+
+
+def _c_datetime(value, name, notes, texts):
+    out = _datetime(value)
+    if out is None:
+        notes[name] = f"{str(value)[:40]!r} is not a date and time: null"
+        return None, True
+    return out, out is not value
+
+
+def _c_bool(value, name, notes, texts):
+    return bool(value), False
+
+
+def _c_any(value, name, notes, texts):
+    return value, False
+
+
+def _converter(t):
+    """The cleaning of a column's values, from its SQLAlchemy type (and length, precision, scale)."""
+    if isinstance(t, JSON):
+        return _c_json
+    if isinstance(t, Uuid):
+        return _c_uuid
+    if isinstance(t, DateTime):
+        return _c_datetime
+    if isinstance(t, Boolean):
+        return _c_bool
+    if isinstance(t, Numeric):
+        p, s = t.precision, t.scale or 0
+        if p and not isinstance(t, Float):
+            return _c_numeric(10.0 ** (p - s), s)
+        return _c_numeric(None, 0)
+    if isinstance(t, Integer):
+        return _c_int(_INT_RANGE[BigInteger] if isinstance(t, BigInteger) else
+                      _INT_RANGE[SmallInteger] if isinstance(t, SmallInteger) else _INT_RANGE[Integer])
+    if isinstance(t, String):
+        return _c_str(t.length)
+    return _c_any
+
+
 class RowCleaner:
     """A row as the table takes it: every column (defaults filled), each value of the column's type and size.
 
-    Column types and lengths come from the SQLAlchemy table itself.
+    Column types, lengths, precisions and defaults come from the SQLAlchemy table itself.
     """
 
     def __init__(self, table):
         self.table = table
         self.columns = []
         for col in table.columns:
-            t = col.type
-            if isinstance(t, JSON):
-                kind, arg = "json", None
-            elif isinstance(t, Uuid):
-                kind, arg = "uuid", None
-            elif isinstance(t, DateTime):
-                kind, arg = "datetime", None
-            elif isinstance(t, Boolean):
-                kind, arg = "bool", None
-            elif isinstance(t, Numeric):
-                p, s = t.precision, t.scale or 0
-                kind, arg = ("numeric", (10.0 ** (p - s), s)) if p else ("float", None)
-            elif isinstance(t, Integer):
-                limit = next((v for k, v in _INT_RANGE.items() if type(t) is k), None)
-                kind, arg = "int", limit or next(v for k, v in _INT_RANGE.items() if isinstance(t, k))
-            elif isinstance(t, String):
-                kind, arg = "str", t.length
-            else:
-                kind, arg = "any", None
             default = col.default
             if default is not None and getattr(default, "is_callable", False):
-                make = (lambda d: lambda: d.arg(None))(default)
+                fn = default.arg
+                make = _utcnow if getattr(fn, "__wrapped__", fn) is utcnow else (lambda fn=fn: fn(None))
             elif default is not None and getattr(default, "is_scalar", False):
-                make = (lambda v: lambda: v)(default.arg)
+                make = (lambda v=default.arg: v)
             else:
                 make = None
-            self.columns.append((col.name, kind, arg, make))
-        self.names = {c[0] for c in self.columns}
+            self.columns.append((col.name, _converter(col.type), make))
+        self.names = frozenset(c[0] for c in self.columns)
         self.noted = "input_features" if "input_features" in self.names else None
 
-    def __call__(self, row: dict) -> tuple[dict, dict[str, str], bool]:
-        """The cleaned row, what was replaced or cut (column: why), and whether anything changed."""
+    def __call__(self, row: dict) -> tuple[dict, dict[str, str], bool, dict[str, str]]:
+        """The cleaned row, what was replaced or cut (column: why), whether anything changed, and the
+        JSON columns' text."""
         notes: dict[str, str] = {}
+        texts: dict[str, str] = {}
         changed = False
-        for key in row.keys() - self.names:
-            notes[str(key)[:100]] = "not a column of the table: dropped"
+        if not self.names.issuperset(row):
+            for key in row:
+                if key not in self.names:
+                    notes[str(key)[:100]] = "not a column of the table: dropped"
         out: dict[str, Any] = {}
-        for name, kind, arg, make in self.columns:
-            value = row.get(name, _MISSING)
-            if value is _MISSING:
-                out[name] = make() if make is not None else None
-                continue
+        now = None
+        for name, conv, make in self.columns:
+            value = row.get(name)
             if value is None:
-                out[name] = None
+                if name in row or make is None:
+                    out[name] = None
+                elif make is _utcnow:
+                    out[name] = now = now or utcnow()
+                else:
+                    out[name] = make()
                 continue
-            if kind == "str":
-                text, dirty = _text(value)
-                if arg and len(text) > arg:
-                    notes[name] = f"cut from {len(text)} to {arg} characters"
-                    text = text[:arg]
-                changed |= dirty
-                out[name] = text
-            elif kind == "json":
-                found: list[str] = []
-                out[name] = _json(value, found)
-                if found:
-                    changed = True
-                    if any(not n.startswith("NUL") for n in found):
-                        notes[name] = "; ".join(sorted(set(found)))[:200] + " replaced by null"
-            elif kind in ("numeric", "float"):
-                f = _number(value)
-                if f is None or not math.isfinite(f):
-                    notes[name] = f"{str(value)[:40]!r} is not a finite number: null"
-                    f = None
-                elif kind == "numeric" and abs(round(f, arg[1])) >= arg[0]:
-                    notes[name] = f"{f!r} overflows the column (|x| < {arg[0]:.0e}): null"
-                    f = None
-                out[name] = f
-            elif kind == "int":
-                f = _number(value) if not isinstance(value, int) or isinstance(value, bool) else value
-                if f is None or isinstance(f, float) and not math.isfinite(f):
-                    notes[name] = f"{str(value)[:40]!r} is not a finite number: null"
-                    out[name] = None
-                    continue
-                n = int(round(f)) if isinstance(f, float) else int(f)
-                if abs(n) > arg:
-                    notes[name] = f"{n} is out of the column's range (|x| <= {arg}): null"
-                    n = None
-                out[name] = n
-            elif kind == "uuid":
-                try:
-                    out[name] = value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-                except ValueError:
-                    notes[name] = f"{str(value)[:40]!r} is not a UUID: null"
-                    out[name] = None
-            elif kind == "datetime":
-                out[name] = _datetime(value)
-                if out[name] is None:
-                    notes[name] = f"{str(value)[:40]!r} is not a date and time: null"
-            elif kind == "bool":
-                out[name] = bool(value)
-            else:
-                out[name] = value
+            out[name], dirty = conv(value, name, notes, texts)
+            changed |= dirty
         if out.get("id") is None and "id" in self.names:
             out["id"] = uuid.uuid4()
         if notes and self.noted and isinstance(out.get(self.noted), dict):
             out[self.noted] = {**out[self.noted], "log_cleaned": notes}
-        return out, notes, changed or bool(notes)
+            texts[self.noted] = json.dumps(out[self.noted], ensure_ascii=False)
+        return out, notes, changed or bool(notes), texts
 
 
 def _datetime(value: Any) -> datetime | None:
@@ -381,7 +432,7 @@ class BatchLogWriter:
 
     def _accept(self, kind: str, row: dict) -> None:
         try:
-            clean, notes, changed = self._cleaners[kind](row)
+            clean, notes, changed, texts = self._cleaners[kind](row)
         except Exception as exc:  # never fail a request for its log row: keep it for a person to read
             log.exception("cannot clean a %s log row; it goes to the dead-letter file", kind)
             raw = Record(kind, {"id": str(uuid.uuid4()), **{str(k): v for k, v in row.items()}})
@@ -394,7 +445,7 @@ class BatchLogWriter:
                 self.cleaned += 1
             if notes and self._every(f"clean-{kind}"):
                 log.warning("a %s log row was cleaned before queueing: %s", kind, notes)
-        rec = Record(kind, clean)
+        rec = Record(kind, clean, texts=texts)
         if self._closed:
             rec.mem = False
         else:
@@ -430,26 +481,28 @@ class BatchLogWriter:
         pending: list[Segment] = []  # segments to replay, oldest first
         current: tuple[Segment, Any] | None = None
         next_scan = 0.0  # orphans: at start, when the database comes back, every rescan_seconds
-        next_own = 0.0
+        next_own = 0.0  # this writer's segments with rows the queue had no room for: every second
+        checked_at_stop = False
         while not self._abandoned:
             try:
                 stopping = self._stop.is_set()
-                busy = bool(pending) or current is not None
-                batch = self._take(0.05 if stopping else 0.0 if busy else min(self.flush_seconds, 1.0))
-                if batch:
-                    self._commit(batch)
-                    continue
-                if stopping:
-                    return
+                if stopping and time.monotonic() >= self._deadline:
+                    return  # close()'s budget is spent: what is left is in the spool
                 now = time.monotonic()
-                if self._recovered or now >= next_scan or now >= next_own:
-                    scan = self._recovered or now >= next_scan
+                scan = self._recovered or now >= next_scan
+                if scan or now >= next_own or (stopping and not checked_at_stop):
+                    checked_at_stop = stopping
                     if scan:
                         self._recovered = False
                         next_scan = now + self.rescan_seconds
                     next_own = now + 1.0
                     held = {id(s) for s in pending} | ({id(current[0])} if current else set())
                     pending += [s for s in self.spool.replayable(scan) if id(s) not in held]
+                busy = bool(pending) or current is not None
+                batch = self._take(0.0 if busy or stopping else min(self.flush_seconds, 1.0))
+                if batch:  # live rows first
+                    self._commit(batch)
+                    continue
                 if current is None and pending:
                     seg = pending.pop(0)
                     current = (seg, self.spool.read(seg, self._decode))
@@ -461,6 +514,9 @@ class BatchLogWriter:
                     if len(chunk) < self.batch_size:
                         self.spool.replayed(seg)
                         current = None
+                    continue
+                if stopping:
+                    return
             except Exception:  # a bug must not stop logging: the rows are in the spool
                 log.exception("the log writer failed; retrying")
                 time.sleep(0.5)
@@ -468,8 +524,8 @@ class BatchLogWriter:
     def _decode(self, kind: str, raw: dict) -> Record | None:
         if kind not in TABLES or not isinstance(raw, dict):
             raise ValueError(f"not a log row: {kind!r}")
-        row, _notes, _changed = self._cleaners[kind](raw)
-        return Record(kind, row, mem=False)
+        row, _notes, _changed, texts = self._cleaners[kind](raw)
+        return Record(kind, row, mem=False, texts=texts)
 
     def _commit(self, batch: list[Record], replay: bool = False) -> bool:
         """Write the batch (splitting off rows the database refuses), retrying while the database is down.
@@ -573,10 +629,12 @@ class BatchLogWriter:
 
     def _dead_letter(self, rec: Record, exc: BaseException) -> None:
         reason = _reason(exc)
-        if self._dead.add(TABLES[rec.kind].name, rec, reason):
-            self.dead_letters += 1
-        else:
-            self._lost += 1
+        kept = self._dead.add(TABLES[rec.kind].name, rec, reason)
+        with self._count:
+            if kept:
+                self.dead_letters += 1
+            else:
+                self._lost += 1
         if self._every(f"dead-{type(exc).__name__}"):
             log.error("the database refused a %s log row (%s); it is in %s", rec.kind, reason[:300],
                       self.dead_letter_path)

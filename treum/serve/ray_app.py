@@ -38,6 +38,20 @@ def _plugins(args: dict):
 # per-request access logs are a file write per request on the hot path; the registry keeps the serving log
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}
 
+# Shutting the router's replica down: Ray drains it (at least 1 s with direct ingress, then the requests in
+# flight, each bounded by serve.request_timeout_s), then calls ``Router.__del__``, whose log writer takes up
+# to its close budget (``logwriter.CLOSE_BUDGET_S``) to write what is queued; whatever it cannot write is
+# already in the spool. Ray kills the replica when graceful_shutdown_timeout_s has passed since the start,
+# so that timeout must cover all of it: ``shutdown_timeout_s``.
+DRAIN_MARGIN_S = 5.0
+
+
+def shutdown_timeout_s(request_timeout_s: float = 10.0) -> float:
+    """Ray's graceful shutdown for the router: the drain (1 s, requests in flight), the log writer's budget."""
+    from treum.serve.logwriter import CLOSE_BUDGET_S
+
+    return 1.0 + float(request_timeout_s) + CLOSE_BUDGET_S + DRAIN_MARGIN_S
+
 
 @serve.deployment(name="member", ray_actor_options={"num_cpus": 0}, logging_config=QUIET)
 class ModelReplica:
@@ -70,7 +84,8 @@ class ModelReplica:
         return predict_last(self._model(model_id, name, version), frame, columns)
 
 
-@serve.deployment(name="router", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, logging_config=QUIET)
+@serve.deployment(name="router", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, logging_config=QUIET,
+                  graceful_shutdown_timeout_s=shutdown_timeout_s())
 @serve.ingress()
 class Router:
     def __init__(self, args: dict, members: dict):
@@ -115,7 +130,8 @@ def build_app(args: dict):
         for name, spec in (ensemble.get("members") or {}).items()
         if (spec or {}).get("placement") == "remote"
     }
-    return Router.bind(args, members)
+    grace = shutdown_timeout_s(args["settings"].get("request_timeout_s", 10.0))
+    return Router.options(graceful_shutdown_timeout_s=grace).bind(args, members)
 
 
 def check_start(settings, plugins_toml: Path | None = None) -> None:

@@ -66,24 +66,35 @@ def dumps(obj: Any) -> str:
 
 
 class Record:
-    """One log row on its way: its table (``kind``), stable id, the cleaned row, where it is."""
+    """One log row on its way: its table (``kind``), stable id, the cleaned row, where it is.
 
-    __slots__ = ("kind", "id", "row", "mem", "done", "seg")
+    ``texts``: the JSON columns already encoded (by the cleaning that checked them), reused in the line.
+    """
 
-    def __init__(self, kind: str, row: dict, mem: bool = True):
+    __slots__ = ("done", "id", "kind", "mem", "row", "seg", "texts")
+
+    def __init__(self, kind: str, row: dict, mem: bool = True, texts: dict[str, str] | None = None):
         self.kind = kind
         self.id = row["id"]
         self.row = row
         self.mem = mem  # also in the writer's in-memory queue (False: only the spool has it)
         self.done = False  # committed to the database or dead-lettered
         self.seg: Segment | None = None
+        self.texts = texts or {}
 
     def line(self) -> str:
-        return dumps({"k": self.kind, "r": self.row})
+        """``{"k": kind, "r": row}`` on one line, without the row's nulls."""
+        texts = self.texts
+        scalars = {k: v for k, v in self.row.items() if v is not None and k not in texts}
+        body = dumps(scalars)
+        parts = [f"{json.dumps(k)}:{t}" for k, t in texts.items() if t != "null"]
+        if parts:
+            body = body[:-1] + ("," if len(body) > 2 else "") + ",".join(parts) + "}"
+        return f'{{"k":{json.dumps(self.kind)},"r":{body}}}'
 
 
 class Segment:
-    __slots__ = ("path", "fd", "rows", "done", "closed", "replay", "deleted", "opened", "orphan")
+    __slots__ = ("closed", "deleted", "done", "fd", "opened", "orphan", "path", "replay", "rows")
 
     def __init__(self, path: Path, fd: int, orphan: bool = False):
         self.path = path

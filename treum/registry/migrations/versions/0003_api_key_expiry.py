@@ -18,7 +18,7 @@ depends_on: Union[str, Sequence[str], None] = None
 # the scopes column as the ORM types it (JSON, JSONB on PostgreSQL), for a portable data migration
 _keys = sa.table(
     "api_keys",
-    sa.column("id", sa.Uuid()),
+    sa.column("name", sa.String(100)),
     sa.column("scopes", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")),
 )
 
@@ -30,10 +30,10 @@ def upgrade() -> None:
     # Scopes are now checked and the narrowest is the default: such a key keeps 'predict' only;
     # give it more by creating a key with the scopes it needs (treum registry keys create --scope).
     conn = op.get_bind()
-    for key_id, scopes in conn.execute(sa.select(_keys.c.id, _keys.c.scopes)).all():
+    for name, scopes in conn.execute(sa.select(_keys.c.name, _keys.c.scopes)).all():
         if scopes and "write" in scopes:
             narrowed = sorted({"predict", *(s for s in scopes if s != "write")})
-            conn.execute(sa.update(_keys).where(_keys.c.id == key_id).values(scopes=narrowed))
+            conn.execute(sa.update(_keys).where(_keys.c.name == name).values(scopes=narrowed))
 
 
 def downgrade() -> None:
