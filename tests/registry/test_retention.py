@@ -65,3 +65,23 @@ def test_prune_needs_a_positive_age(registry, age):
     with pytest.raises(RegistryError, match="positive age"):
         registry.prune(age, actor="ops")
     assert registry.audit_rows() == []
+
+
+def test_latency_figures_are_aggregated_in_sql_over_a_window(registry, register):
+    """Mean and p95 of the logged inference times come from SQL, over the asked window only."""
+    import uuid as _uuid
+    from datetime import timedelta
+
+    from treum.registry.schema import MLPrediction, utcnow
+
+    m = register()
+    now = utcnow()
+    with registry.transaction() as s:
+        for i in range(100):  # 1..100 ms now, and one very slow one long ago
+            s.add(MLPrediction(model_id=m.id, prediction_id=_uuid.uuid4().hex, input_features={}, entity_type="i",
+                               entity_id="X", inference_time_ms=i + 1, created_at=now))
+        s.add(MLPrediction(model_id=m.id, prediction_id=_uuid.uuid4().hex, input_features={}, entity_type="i",
+                           entity_id="X", inference_time_ms=100_000, created_at=now - timedelta(days=30)))
+    recent = registry.latency_summary(m.id, now - timedelta(hours=1))
+    assert recent == {"n": 100, "mean_ms": 50.5, "p95_ms": 95.0}
+    assert registry.latency_summary(m.id)["n"] == 101

@@ -535,6 +535,25 @@ class Registry:
                     MLPrediction.model_id == as_uuid(model_id, "registered model"), MLPrediction.inference_time_ms.is_not(None))
             ).scalars())
 
+    def latency_summary(self, model_id: uuid.UUID | str, since: datetime | None = None) -> dict[str, Any]:
+        """Count, mean and p95 of a model's logged inference times since ``since``, computed in SQL.
+
+        Nothing but three numbers leaves the database, however many predictions were logged.
+        """
+        mid = as_uuid(model_id, "registered model")
+        where = [MLPrediction.model_id == mid, MLPrediction.inference_time_ms.is_not(None)]
+        if since is not None:
+            where.append(MLPrediction.created_at >= since)
+        with self.sessions() as s:
+            n, mean = s.execute(select(func.count(), func.avg(MLPrediction.inference_time_ms)).where(*where)).one()
+            p95 = None
+            if n:
+                p95 = s.execute(select(MLPrediction.inference_time_ms).where(*where)
+                                .order_by(MLPrediction.inference_time_ms)
+                                .offset(int(0.95 * (n - 1))).limit(1)).scalar()
+        return {"n": int(n or 0), "mean_ms": float(mean) if mean is not None else None,
+                "p95_ms": float(p95) if p95 is not None else None}
+
     # experiments --------------------------------------------------------------
     def create_experiment(self, name: str, control_id: uuid.UUID | str, treatment_id: uuid.UUID | str,
                           treatment_percent: float = 50.0, description: str | None = None, days: int = 30,

@@ -383,16 +383,21 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastA
 
     # monitoring ----------------------------------------------------------------
     @app.get(f"{PREFIX}/monitoring/performance", tags=["monitoring"])
-    def monitoring_performance(_: str = Depends(require("read")), svc: Service = Depends(service)) -> dict[str, Any]:
+    def monitoring_performance(hours: float = Query(24.0, gt=0, le=24 * 366,
+                                                    description="the window of the latency figures, in hours"),
+                               _: str = Depends(require("read")), svc: Service = Depends(service)) -> dict[str, Any]:
+        from datetime import datetime, timedelta, timezone
+
+        since = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=hours)
         out = {}
         for name, live in svc.live.items():
-            times = svc.registry.inference_times(live.id)
+            latency = svc.registry.latency_summary(live.id, since)  # aggregated in SQL, not loaded
             n, with_outcome, hits = svc.registry.hit_rate(live.id)
             row = svc.registry.get_by_id(live.id)
             out[name] = {
                 "version": live.version, "task": live.task_name, "predictions": n,
-                "latency_ms_mean": (sum(times) / len(times)) if times else None,
-                "latency_ms_p95": times[int(0.95 * (len(times) - 1))] if times else None,
+                "latency_window_hours": hours, "latency_n": latency["n"],
+                "latency_ms_mean": latency["mean_ms"], "latency_ms_p95": latency["p95_ms"],
                 "outcomes": with_outcome, "live_hit_rate": hits / with_outcome if with_outcome else None,
                 "walk_forward": (row.custom_metrics or {}).get("walk_forward"),
             }
