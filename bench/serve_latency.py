@@ -110,7 +110,7 @@ import uvicorn
 plugins = create_plugin_registry()
 settings = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve), plugins)
 service = Service(settings, Registry(), plugins)
-uvicorn.run(create_app(lambda: service, plugins), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+uvicorn.run(create_app(lambda: service, plugins, close_on_shutdown=True), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 

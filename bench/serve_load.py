@@ -131,7 +131,7 @@ plugins = create_plugin_registry()
 values = {**to_dict(compose_plain([], plugins).serve), "rate_limit_per_minute": 0}
 settings = ServeSettings.from_config(values, plugins)
 service = Service(settings, Registry(), plugins)
-uvicorn.run(create_app(lambda: service, plugins), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+uvicorn.run(create_app(lambda: service, plugins, close_on_shutdown=True), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
             timeout_keep_alive=120, backlog=16384, limit_concurrency=None)
 """
 

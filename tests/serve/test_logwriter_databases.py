@@ -30,6 +30,7 @@ from .test_logwriter import (
     spool_files,
     spool_rows,
     start_child,
+    synced_all,
     wait_for,
 )
 
@@ -199,20 +200,21 @@ def test_a_postgres_outage_loses_nothing(pg_url, treum_home):
 @pytest.mark.postgres
 @needs_pg
 def test_kill_9_while_postgres_refuses_then_a_new_writer_writes_every_row_once(pg_url, treum_home, tmp_path):
-    n = 300
+    n = 301
     refusing = make_url(pg_url).set(port=1).render_as_string(hide_password=False)  # nothing listens there
     proc, ack = start_child(tmp_path, refusing, n)
     try:
         assert wait_for(lambda: acked(ack)[1] or proc.poll() is not None, timeout=60)
         assert acked(ack) == (n - 1, True)
         time.sleep(0.6)  # the fsync interval, three times
+        synced_all(treum_home, n)
     finally:
         kill(proc)
     reg = Registry(url=pg_url, home=treum_home)
     writer = BatchLogWriter(reg.sessions)
     writer.close()
     ids = prediction_ids(reg.sessions)
-    assert len(ids) == n and set(ids) == {f"k{i}" for i in range(n)}
+    assert len(ids) == n and set(ids) == {f"k{i}" for i in range(n)}, (len(ids), writer.stats())
     requests = serving_ids(reg.sessions)
     assert len(requests) == len(set(requests)) == len(range(0, n, 3))
     assert spool_files(treum_home) == []

@@ -113,13 +113,23 @@ class ServingLogMiddleware:
                 )
 
 
-def create_app(get_service: Callable[[], Service], plugins: Any = None) -> FastAPI:
+def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on_shutdown: bool = False) -> FastAPI:
     """The API around the service that ``get_service()`` returns (None while it starts).
 
     With ``plugins``, the routes that plugins register (``treum_serve_routes``) are mounted
     under the API prefix; one that clashes with a built-in route is a PluginError here, at start-up.
     """
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        svc = get_service()
+        if close_on_shutdown and svc is not None:  # plain uvicorn: flush the logs (Ray closes the replica itself)
+            await asyncio.to_thread(svc.close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="treum",
         version="0.1.0",
         description="Predictions of any task from the models the treum registry says are deployed, and an "

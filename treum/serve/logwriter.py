@@ -43,13 +43,25 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, Numeric, SmallInteger, String, Uuid, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Uuid,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import update
 from sqlalchemy.types import JSON
 
 from treum.registry.schema import MLModel, MLPrediction, ModelServingLog, utcnow
@@ -72,7 +84,7 @@ def _utcnow() -> datetime:  # a marker: columns defaulting to the schema's utcno
 # cleaning -----------------------------------------------------------------
 def _text(value: Any) -> tuple[str, bool]:
     """NUL removed, lone surrogates (which no database encodes) replaced; whether it changed."""
-    if not isinstance(value, str):
+    if value.__class__ is not str:  # numbers, numpy strings: plain text
         value = str(value)
     changed = False
     if "\x00" in value:
@@ -108,8 +120,8 @@ def _json_slow(value: Any, notes: list[str]) -> Any:
     if callable(tolist):
         try:
             return _json_slow(tolist(), notes)
-        except Exception:
-            pass
+        except (TypeError, ValueError):  # not numpy's tolist: its text below
+            return _text(str(value))[0]
     if isinstance(value, int):  # an int subclass (numpy's are handled above)
         return int(value)
     return _text(str(value))[0]
@@ -184,7 +196,7 @@ def _c_int(limit: int):
             if f is None or not math.isfinite(f):
                 notes[name] = f"{str(value)[:40]!r} is not a finite number: null"
                 return None, True
-            n = int(round(f))
+            n = round(f)
         if -limit <= n <= limit:
             return n, False
         notes[name] = f"{n} is out of the column's range (|x| <= {limit}): null"
@@ -303,7 +315,7 @@ def _datetime(value: Any) -> datetime | None:
             return None
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
@@ -601,11 +613,10 @@ class BatchLogWriter:
         served: Counter = Counter()
         with self.sessions.begin() as s:
             dialect = s.get_bind().dialect.name
-            for kind in TABLES:
+            for kind, table in TABLES.items():
                 rows = [r.row for r in batch if r.kind == kind]
                 if not rows:
                     continue
-                table = TABLES[kind]
                 stmt = self._statement(kind, dialect)
                 if stmt is None:
                     have = set(s.execute(select(table.c.id).where(table.c.id.in_([r["id"] for r in rows]))).scalars())

@@ -46,11 +46,12 @@ QUIET = {"enable_access_log": False, "log_level": "WARNING"}
 DRAIN_MARGIN_S = 5.0
 
 
-def shutdown_timeout_s(request_timeout_s: float = 10.0) -> float:
+def shutdown_timeout_s(request_timeout_s: float = 10.0, log_budget_s: float | None = None) -> float:
     """Ray's graceful shutdown for the router: the drain (1 s, requests in flight), the log writer's budget."""
     from treum.serve.logwriter import CLOSE_BUDGET_S
 
-    return 1.0 + float(request_timeout_s) + CLOSE_BUDGET_S + DRAIN_MARGIN_S
+    budget = CLOSE_BUDGET_S if log_budget_s is None else float(log_budget_s)
+    return 1.0 + float(request_timeout_s) + budget + DRAIN_MARGIN_S
 
 
 @serve.deployment(name="member", ray_actor_options={"num_cpus": 0}, logging_config=QUIET)
@@ -130,7 +131,8 @@ def build_app(args: dict):
         for name, spec in (ensemble.get("members") or {}).items()
         if (spec or {}).get("placement") == "remote"
     }
-    grace = shutdown_timeout_s(args["settings"].get("request_timeout_s", 10.0))
+    serve_settings = args["settings"]
+    grace = shutdown_timeout_s(serve_settings.get("request_timeout_s", 10.0), serve_settings.get("log_close_budget_s"))
     return Router.options(graceful_shutdown_timeout_s=grace).bind(args, members)
 
 

@@ -68,7 +68,10 @@ class Service:
         self.remote = remote_members or {}
         self.cache = make_cache(settings.cache_size, settings.cache_url)
         self.frames = LRUCache(256)
-        self.log = BatchLogWriter(registry.sessions, settings.log_batch_size, settings.log_flush_seconds)
+        # the spool lives under the registry's home: a Ray replica may not have TREUM_HOME set
+        self.log = BatchLogWriter(registry.sessions, settings.log_batch_size, settings.log_flush_seconds,
+                                  home=registry.home, max_queue=settings.log_max_queue,
+                                  close_budget_s=settings.log_close_budget_s)
         self.bars = BarStore(plugins, [])
         self.live: dict[str, LiveModel] = {}  # by model name: the deployed version
         self.experiments: dict[str, Experiment] = {}
@@ -176,10 +179,10 @@ class Service:
             except Exception:
                 log.exception("refreshing deployments failed; keeping the current ones")
 
-    def close(self) -> None:
-        """Stop refreshing and write every queued log row."""
+    def close(self, budget_s: float | None = None) -> None:
+        """Stop refreshing; write the queued log rows within the budget (the rest stays in the durable spool)."""
         self._stop.set()
-        self.log.close()
+        self.log.close(budget_s)
         self.registry.close()
 
     # which model answers ---------------------------------------------------
@@ -510,5 +513,6 @@ class Service:
             "instruments": len(self.bars.instruments),
             "cache": {"hits": self.cache.hits, "misses": self.cache.misses},
             "logs_written": self.log.written,
+            "logs": self.log.stats(),
             "log_batches_failed": self.log.failed_batches,
         }

@@ -119,6 +119,8 @@ class ServeSettings:
     cache_url: str | None = None
     log_batch_size: int = 200
     log_flush_seconds: float = 0.5
+    log_max_queue: int = 10_000              # rows in memory; more go to the durable spool under TREUM_HOME
+    log_close_budget_s: float = 10.0         # shutdown writes for this long, then leaves the rest in the spool
     # bounded work per request
     max_body_bytes: int = 2_000_000          # a larger body is refused with 413 before it is parsed
     max_batch_bars: int = 20_000             # bars summed over the items of one batch

@@ -56,8 +56,8 @@ def json_default(obj: Any) -> Any:
     if callable(item):
         try:
             return item()
-        except Exception:
-            pass
+        except (TypeError, ValueError):  # an array of several values: its text below
+            return str(obj)
     return str(obj)
 
 
@@ -160,9 +160,10 @@ class Spool:
                 return
             self._pending.append(rec)
             n = len(self._pending)
-            if n == 1:
+            if n == 1:  # the journal starts its clock
                 self._first_at = time.monotonic()
-            if n >= self.sync_rows:
+                self._pcond.notify_all()
+            elif n >= self.sync_rows:
                 self._pcond.notify_all()
             # backpressure: the journal is a group behind; wait for it rather than hold more unwritten rows
             while (len(self._pending) >= self.max_unsynced and not self._closed and self._thread.is_alive()
@@ -226,7 +227,14 @@ class Spool:
         seg = self._active
         if seg is None:
             seg = self._active = self._open()
-        os.write(seg.fd, data)
+        try:
+            _write_fully(seg.fd, data)
+        except OSError:
+            # a group cut short (a full disk): it stays the segment's last line, and whatever of it is
+            # whole is recovered by replaying the segment rather than deleting it
+            seg.replay = True
+            self._rotate()
+            raise
         self._dirty = True
         seg.rows += len(recs)
         self.journaled += len(recs)
@@ -277,7 +285,9 @@ class Spool:
         try:
             seg.path.unlink()
         except FileNotFoundError:
-            pass
+            pass  # another writer replayed it first
+        except OSError as exc:  # left in place: replayed again later, which writes nothing twice
+            log.error("cannot remove the replayed log spool %s: %s", seg.path, exc)
         self._release(seg)
         seg.deleted = True
 
@@ -297,7 +307,7 @@ class Spool:
             with self._slock:
                 seg = self._open()
                 try:
-                    os.write(seg.fd, "".join(r.line() + "\n" for r in recs).encode())
+                    _write_fully(seg.fd, "".join(r.line() + "\n" for r in recs).encode())
                     os.fsync(seg.fd)
                 finally:
                     seg.rows, seg.closed, seg.replay = len(recs), True, True
@@ -371,7 +381,7 @@ class Spool:
                 try:
                     item = json.loads(raw)
                     rec = decode(item["k"], item["r"])
-                except Exception:
+                except (ValueError, KeyError, TypeError):  # JSON cut short, or not a row
                     self.torn += 1
                     log.warning("skipping an unreadable line of the log spool %s", seg.path.name)
                     continue
@@ -414,6 +424,12 @@ class Spool:
         return sorted(self.dir.glob(f"*{SUFFIX}")) if self.dir.is_dir() else []
 
 
+def _write_fully(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _same_file(fd: int, path: Path) -> bool:
     try:
         st = os.fstat(fd)
@@ -450,7 +466,7 @@ class DeadLetters:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 try:
-                    os.write(fd, line.encode())
+                    _write_fully(fd, line.encode())
                     os.fsync(fd)
                 finally:
                     os.close(fd)
