@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from _serving import UVICORN_APP, read_response  # bench/ is on sys.path when run as a script
+
 BODY = json.dumps({"instrument": "SPX"}).encode()
 PATH = "/api/v1/ml/predict/price"
 
@@ -39,15 +41,7 @@ async def _worker(host: str, port: int, deadline: float, latencies: list[float],
         t0 = time.perf_counter()
         writer.write(request)
         await writer.drain()
-        status_line = await reader.readline()
-        length = 0
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
+        status_line = await read_response(reader)
         latencies.append(time.perf_counter() - t0)
         if b" 200 " not in status_line:
             errors.append(1)
@@ -98,20 +92,7 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} did not answer with every member in {timeout}s")
 
 
-UVICORN_APP = """
-import sys
-from treum.commands.compose import compose_plain, to_dict
-from treum.core.plugins import create_plugin_registry
-from treum.registry.store import Registry
-from treum.serve.api import create_app
-from treum.serve.router import Service
-from treum.serve.settings import ServeSettings
-import uvicorn
-plugins = create_plugin_registry()
-settings = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve), plugins)
-service = Service(settings, Registry(), plugins)
-uvicorn.run(create_app(lambda: service, plugins, close_on_shutdown=True), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
+
 
 
 def main() -> None:
@@ -140,7 +121,7 @@ def main() -> None:
     for label, placement in (("ray serve, members local", "local"), ("ray serve, transformer remote", "remote")):
         members = {n: dataclasses.replace(m, placement=placement) if n == "ts_transformer" else m
                    for n, m in base.ensemble.members.items()}
-        settings = dataclasses.replace(base, port=args.port, direct_port=args.port + 1,
+        settings = dataclasses.replace(base, port=args.port, direct_port=args.port + 1, rate_limit_per_minute=0,
                                        ensemble=dataclasses.replace(base.ensemble, members=members))
         ray_app.start(settings, None, treum_home())
         try:

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from _serving import UVICORN_APP, read_response  # bench/ is on sys.path when run as a script
+
 PATH = "/api/v1/ml/predict/price"
 
 
@@ -57,15 +59,7 @@ async def _connection(host: str, port: int, interval: float, until: float, start
             writer.write(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             await writer.drain()
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            status_line = await read_response(reader)
             latency = (time.monotonic() - due) * 1000
             status = int(status_line.split()[1]) if status_line else 0
             out["latencies"].append(latency)
@@ -118,22 +112,7 @@ def _server_rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-UVICORN_APP = """
-import sys
-from treum.commands.compose import compose_plain, to_dict
-from treum.core.plugins import create_plugin_registry
-from treum.registry.store import Registry
-from treum.serve.api import create_app
-from treum.serve.router import Service
-from treum.serve.settings import ServeSettings
-import uvicorn
-plugins = create_plugin_registry()
-values = {**to_dict(compose_plain([], plugins).serve), "rate_limit_per_minute": 0}
-settings = ServeSettings.from_config(values, plugins)
-service = Service(settings, Registry(), plugins)
-uvicorn.run(create_app(lambda: service, plugins, close_on_shutdown=True), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            timeout_keep_alive=120, backlog=16384, limit_concurrency=None)
-"""
+
 
 
 def main() -> None:

@@ -36,8 +36,6 @@ HOOKS = list(hookspec_functions())
 # Hooks whose consumer or built-in implementation is being written right now. Each
 # check below skips only while it would fail, so it guards the hook from the day
 # the work lands; unlike hookspecs.WAITING, nothing here needs removing then.
-IN_FLIGHT: dict[str, str] = {}  # hook -> why its consumer or built-in is not there yet
-README_IN_FLIGHT: dict[str, str] = {}
 
 
 @cache
@@ -93,11 +91,6 @@ def _implementers(hook: str, distribution: str) -> list[str]:
     return names
 
 
-def _skip_while_in_flight(hook: str, ok: bool) -> None:
-    if not ok and hook in IN_FLIGHT:
-        pytest.skip(IN_FLIGHT[hook])
-
-
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_has_a_contract_docstring(hook):
     doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
@@ -127,7 +120,6 @@ def test_every_hook_is_consumed_or_waiting_for_a_named_feature(hook):
     consumers = _consumers(hook)
     if hook in hookspecs.WAITING:
         return  # test_waiting_lists_only_hooks_without_a_consumer keeps this honest
-    _skip_while_in_flight(hook, bool(consumers))
     assert consumers, (
         f"nothing outside the plugin machinery reads what {hook} collects; consume it "
         f"(plugins.specs(...), an accessor) or add it to hookspecs.WAITING with the feature that will"
@@ -152,17 +144,10 @@ def test_every_hook_is_implemented_by_a_builtin_plugin(hook):
     if hook in hookspecs.WAITING:
         return
     implementers = _implementers(hook, "treum")
-    _skip_while_in_flight(hook, bool(implementers))
     assert implementers, f"no built-in plugin (entry point of the treum distribution) implements {hook}"
 
 
-def _readme_param(hook: str):
-    if hook in README_IN_FLIGHT and f"`{hook}`" not in _readme():
-        return pytest.param(hook, marks=pytest.mark.xfail(strict=False, reason=README_IN_FLIGHT[hook]))
-    return hook
-
-
-@pytest.mark.parametrize("hook", [_readme_param(h) for h in HOOKS])
+@pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_documented_in_the_readme(hook):
     assert f"`{hook}`" in _readme(), f"README.md does not document the hook {hook}"
 

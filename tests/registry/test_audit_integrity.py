@@ -49,12 +49,16 @@ def test_update_and_delete_through_sql_are_refused(lifecycle, statement):
     assert len(lifecycle.audit_rows()) == 4 and lifecycle.verify_audit().ok
 
 
-def test_truncate_is_refused_on_postgres(lifecycle):
-    if lifecycle.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no TRUNCATE; its DELETE trigger covers a DELETE without WHERE")
-    with pytest.raises(DBAPIError, match="append-only: TRUNCATE refused"):
+def test_emptying_the_whole_table_is_refused(lifecycle):
+    # PostgreSQL's TRUNCATE bypasses row triggers (a statement trigger refuses it); SQLite has no TRUNCATE,
+    # and its "DELETE FROM" without WHERE (the truncate optimisation) must meet the DELETE trigger too
+    postgres = lifecycle.engine.dialect.name == "postgresql"
+    statement, message = (("TRUNCATE audit_log", "append-only: TRUNCATE refused") if postgres
+                          else ("DELETE FROM audit_log", "audit_log is append-only"))
+    with pytest.raises(DBAPIError, match=message):
         with lifecycle.engine.begin() as conn:
-            conn.execute(text("TRUNCATE audit_log"))
+            conn.execute(text(statement))
+    assert len(lifecycle.audit_rows()) == 4
 
 
 def test_a_checkpoint_is_a_signed_line_with_a_key_kept_outside_the_database(lifecycle, treum_home):
@@ -213,9 +217,18 @@ def test_concurrent_writers_never_chain_to_the_same_head(registry, session):
     assert report.rows == 2 * n
 
 
-def test_a_registry_transaction_on_sqlite_holds_the_write_lock_from_its_start(registry):
-    if registry.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL serialises audit writers with an advisory lock")
+def test_an_audit_write_holds_the_chain_lock_until_it_commits(registry):
+    """SQLite: every registry transaction starts with BEGIN IMMEDIATE (the write lock); PostgreSQL: an audit
+    write holds the chain's advisory lock. Either way a second writer cannot read the head meanwhile."""
+    from treum.registry import audit
+
+    if registry.engine.dialect.name == "postgresql":
+        with registry.transaction() as s, registry.engine.connect() as other:
+            audit.lock(s)
+            assert other.execute(text("SELECT pg_try_advisory_xact_lock(7215100)")).scalar() is False
+        with registry.engine.connect() as other:  # released at commit
+            assert other.execute(text("SELECT pg_try_advisory_xact_lock(7215100)")).scalar() is True
+        return
     import sqlite3
 
     other = sqlite3.connect(registry.engine.url.database, timeout=0, isolation_level=None)

@@ -99,3 +99,13 @@ def serve_home(deployed_home, tmp_path, monkeypatch) -> Path:
     shutil.copytree(deployed_home, home)
     monkeypatch.setenv("TREUM_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def service(serve_home, serve_plugins):
+    """A Service over the deployed registry, without its refresh thread; closed (logs flushed) after the test."""
+    from treum.serve.router import Service
+
+    svc = Service(settings(), Registry(home=serve_home), serve_plugins, start_refresher=False)
+    yield svc
+    svc.close()

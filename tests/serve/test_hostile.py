@@ -23,13 +23,6 @@ API = "/api/v1/ml"
 
 
 @pytest.fixture
-def service(serve_home, serve_plugins):
-    svc = Service(settings(), Registry(home=serve_home), serve_plugins, start_refresher=False)
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
 def client(service):
     return TestClient(create_app(lambda: service), raise_server_exceptions=False)
 

@@ -24,13 +24,6 @@ API = "/api/v1/ml"
 
 
 @pytest.fixture
-def service(serve_home, serve_plugins):
-    svc = Service(settings(), Registry(home=serve_home), serve_plugins, start_refresher=False)
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
 def client(service):
     return TestClient(create_app(lambda: service))
 
@@ -318,7 +311,7 @@ def test_monitoring_reports_live_models(client, key):
     assert client.get(f"{API}/health").json() == {"status": "ok", "live_models": 5, "tasks_answered": 2}
     assert client.get(f"{API}/health?detail=true").status_code == 401  # the detailed view needs a key
     health = client.get(f"{API}/health?detail=true", headers=key).json()
-    assert health["live"]["gbm_direction"]["loaded"] and health["regime"] == {"task": "regime", "model": None}
+    assert health["live"]["gbm_direction"]["loaded"] and health["state"] == {"task": "regime", "model": None}
     assert health["tasks"]["regime"] == {"model": "markov_regime", "version": "1", "instruments": ["SP500"]}
     assert health["tasks"]["direction"]["status"] == 409
 

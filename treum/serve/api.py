@@ -306,7 +306,7 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on
     # a JSONResponse skips re-validating an answer against its response model: the hot path's biggest cost
     @app.post(f"{PREFIX}/predict/price", tags=["predict"], response_model=S.EnsembleOut, responses=ERRORS,
               dependencies=[Depends(predict_guard)])
-    async def predict_price(body: S.PredictRequest, svc: Service = Depends(service)):
+    async def predict_ensemble(body: S.PredictRequest, svc: Service = Depends(service)):
         """The ensemble (``serve.ensemble``): the regime's label picks the weights of the members' answers."""
         return JSONResponse(clean_json(await answer(svc, svc.predict("price", body.instrument, _bars(body),
                                                                      body.user_id))))

@@ -51,8 +51,8 @@ def ensemble_rows(answer: dict, answers: list[MemberAnswer], task: Task, values:
         **log_fields(task, values),
         ensemble_predictions={a.name: {"version": a.version, "values": a.values, "status": a.status, "arm": a.arm}
                               for a in answers},
-        ensemble_weights={"regime": regime["label"], "regime_model": f"{regime['model']} v{regime['version']}",
-                          "weights": answer["weights"]},
+        ensemble_weights={"state_task": regime["task"], "state": regime["label"],
+                          "state_model": f"{regime['model']} v{regime['version']}", "weights": answer["weights"]},
         entity_type="instrument", entity_id=answer["instrument"],
         inference_time_ms=int(round(answer["timing_ms"]["total"])), model_version="ensemble",
     ))

@@ -404,7 +404,8 @@ class Service:
         head = {"prediction_id": uuid.uuid4().hex, "task": ens.task, "instrument": instrument, "as_of": source.last}
         answer = _shown(head, combined.values, task)
         answer.update({
-            "regime": {k: v for k, v in regime.items() if k != "cached"},
+            # under the state task's own name (serve.regime.task): the market state that chose the weights
+            self.settings.regime.task: {k: v for k, v in regime.items() if k != "cached"},
             "weights": combined.used,
             "configured_weights": dict(weights),
             "members": [a.as_dict(columns) for a in answers],
@@ -507,7 +508,7 @@ class Service:
             "aliases": {n: {"task": a.task, "instrument": a.instrument} for n, a in s.aliases.items()},
             "experiments": {e.id: {"model": e.model_name, "treatment_percent": e.treatment_percent}
                             for e in self.experiments.values()},
-            "regime": {"task": s.regime.task, "model": s.regime.model} if s.regime else None,
+            "state": {"task": s.regime.task, "model": s.regime.model} if s.regime else None,
             "ensemble": {"task": s.ensemble.task, "members": {n: m.placement for n, m in s.ensemble.members.items()}}
             if s.ensemble else None,
             "instruments": len(self.bars.instruments),
