@@ -4,6 +4,7 @@ do everything) before the service was hardened."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -147,6 +148,24 @@ def test_every_error_carries_a_request_id(client):
     assert r.status_code == 404 and len(r.json()["request_id"]) == 32 and r.headers["x-request-id"] == r.json()["request_id"]
 
 
+def test_a_well_formed_client_request_id_is_kept_and_logged_and_any_other_replaced(client, service):
+    """A client finds its request in model_serving_logs by its own X-Request-ID; a malformed one (too short,
+    too long, odd characters) is replaced by a fresh id, never logged as sent."""
+    from sqlalchemy import select
+
+    from treum.registry.schema import ModelServingLog
+
+    r = client.post(f"{API}/predict/volatility", json={"instrument": "SPX"}, headers={"X-Request-ID": "client-run.7:0042"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "client-run.7:0042"
+    for bad in ("short", "x" * 65, "drop table;--x"):
+        r = client.post(f"{API}/predict/forcast", json={"instrument": "SPX"}, headers={"X-Request-ID": bad})
+        assert r.headers["x-request-id"] != bad and len(r.json()["request_id"]) == 32
+    service.log.close()
+    with service.registry.sessions() as s:
+        logged = set(s.execute(select(ModelServingLog.request_id)).scalars())
+    assert "client-run.7:0042" in logged and not logged & {"short", "x" * 65, "drop table;--x"}
+
+
 def test_the_open_health_view_shows_no_internals(client, service):
     body = client.get(f"{API}/health").text
     assert "/" not in body.replace("\\/", "") and "sha" not in body and "error" not in body
@@ -204,3 +223,32 @@ def test_an_overlong_reason_is_a_422_not_a_database_error(client, service):
     live = service.live["garch"]
     r = client.put(f"{API}/models/{live.id}/retire", json={"reason": "x" * 5000}, headers=bearer(service, "deploy"))
     assert r.status_code == 422
+
+
+def test_an_answer_is_held_until_its_rows_are_on_disk_and_is_a_503_when_they_cannot_be(client, service, monkeypatch):
+    """serve.durable_ack: the status line and body go out only once the request's rows are fsynced to the
+    spool; a spool that cannot confirm them in time turns the answer into a 503 (retry), never a 200 whose
+    record could be lost."""
+    calls = []
+    real = service.log.durable
+
+    async def watched():
+        ok = await real()
+        calls.append((ok, service.log.spool._synced >= service.log.spool.added))
+        return ok
+
+    monkeypatch.setattr(service.log, "durable", watched)
+    r = client.post(f"{API}/predict/volatility", json={"instrument": "SPX"})
+    assert r.status_code == 200 and calls == [(True, True)]  # waited, and everything added was on disk
+
+    async def never():
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(service.log, "durable", never)
+    monkeypatch.setattr(service, "settings", dataclasses.replace(service.settings, durable_ack_timeout_s=0.2))
+    r = client.post(f"{API}/predict/volatility", json={"instrument": "SPX"})
+    assert r.status_code == 503 and "durably" in r.json()["error"] and r.json()["request_id"] == r.headers["x-request-id"]
+
+    monkeypatch.setattr(service, "settings", dataclasses.replace(service.settings, durable_ack=False))
+    r = client.post(f"{API}/predict/volatility", json={"instrument": "SPX"})
+    assert r.status_code == 200  # without durable acknowledgements nothing waits on the spool

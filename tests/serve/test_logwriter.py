@@ -343,12 +343,14 @@ def test_ray_gives_the_router_more_time_than_the_writers_budget():
 
 # 6. kill -9 --------------------------------------------------------------------------------
 CHILD = textwrap.dedent("""
-    import os, sys, time
+    import asyncio, os, sys, time
     from sqlalchemy import create_engine
     from sqlalchemy.orm import sessionmaker
     from treum.serve.logwriter import BatchLogWriter
 
     url, n, ack_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    durable = sys.argv[4:] == ["durable"]  # acknowledge only once the rows are fsynced (serve.durable_ack)
+    loop = asyncio.new_event_loop()
     writer = BatchLogWriter(sessionmaker(create_engine(url)))
     ack = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     i = 0
@@ -357,6 +359,8 @@ CHILD = textwrap.dedent("""
                           entity_id="SPX", prediction_value=0.5)
         if i % 3 == 0:
             writer.serving(request_id=f"k{i}", inference_time_ms=1)
+        if durable:
+            loop.run_until_complete(writer.durable())
         os.write(ack, b"%d\\n" % i)  # acknowledged: prediction() returned
         i += 1
     os.write(ack, b"done\\n")
@@ -364,11 +368,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def start_child(tmp_path: Path, url: str, n: int) -> tuple[subprocess.Popen, Path]:
+def start_child(tmp_path: Path, url: str, n: int, durable: bool = False) -> tuple[subprocess.Popen, Path]:
     script, ack = tmp_path / "child.py", tmp_path / "acks"
     script.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(script), url, str(n), str(ack)], env=env, cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, str(script), url, str(n), str(ack), *(["durable"] if durable else [])],
+                            env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return proc, ack
 
@@ -452,3 +457,81 @@ def test_kill_9_while_writing_loses_at_most_the_last_unsynced_group(treum_home, 
     assert len(requests) == len(set(requests))
     assert spool_files(treum_home) == []
     reg.close()
+
+
+def test_kill_9_with_durable_acks_loses_no_acknowledged_row(treum_home, tmp_path):
+    """serve.durable_ack: a row is acknowledged only once ``durable()`` says it is fsynced, so after SIGKILL
+    every acknowledged row is in the database or the spool, and the next writer writes each once."""
+    reg = Registry(home=treum_home)
+    url = str(reg.engine.url)
+    proc, ack = start_child(tmp_path, url, -1, durable=True)
+    try:
+        assert wait_for(lambda: acked(ack)[0] >= 1500 or proc.poll() is not None, timeout=90)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    finally:
+        kill(proc)
+    last, _ = acked(ack)
+    in_db = set(prediction_ids(reg.sessions))
+    in_spool = {r["prediction_id"] for k, r in spool_rows(treum_home) if k == "prediction"}
+    lost = [i for i in range(last + 1) if f"k{i}" not in in_db | in_spool]
+    assert lost == [], f"{len(lost)} acknowledged rows lost, the first {lost[:5]}"
+    writer = BatchLogWriter(reg.sessions)
+    writer.close(budget_s=120)
+    ids = prediction_ids(reg.sessions)
+    assert len(ids) == len(set(ids)) and set(ids) >= {f"k{i}" for i in range(last + 1)}
+    assert spool_files(treum_home) == []
+    reg.close()
+
+
+def test_durable_waits_for_the_fsync_and_waiters_share_one(treum_home):
+    """``durable()`` returns only once the spool has fsynced every row accepted before the call; many
+    waiters at once are woken by the same group write, not one fsync each."""
+    import asyncio
+
+    writer = BatchLogWriter(sessions_for(down_url(treum_home)))  # the database is down: only the spool
+    writer.spool.sync_seconds = 30.0  # a group would wait 30 s to fill: only a waiter makes it write now
+    fsyncs = []
+    real_sync = writer.spool._sync
+
+    def counting_sync():
+        fsyncs.append(writer.spool._dirty)
+        real_sync()
+
+    writer.spool._sync = counting_sync
+
+    async def burst():
+        for i in range(40):
+            writer.prediction(**prediction(i))
+        await asyncio.gather(*[writer.durable() for _ in range(40)])
+
+    started = time.monotonic()
+    asyncio.run(burst())
+    assert time.monotonic() - started < 5.0
+    assert writer.spool._synced >= 40  # every row accepted before the waits is on disk
+    assert len({r["prediction_id"] for k, r in spool_rows(treum_home) if k == "prediction"}) == 40
+    assert sum(fsyncs) <= 3, fsyncs  # a group commit: the 40 waiters shared the writes
+    writer.close(budget_s=0.5)
+
+
+def test_durable_says_false_when_the_spool_cannot_write_and_at_close(treum_home, monkeypatch):
+    """A failed fsync, or a writer closed before the rows were confirmed, is reported, never a false True."""
+    import asyncio
+
+    import treum.serve.spool as spool_module
+
+    writer = BatchLogWriter(sessions_for(down_url(treum_home)))
+    writer.prediction(**prediction(0))
+    assert asyncio.run(writer.durable()) is True
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(spool_module.os, "fsync", broken_fsync)
+    writer.prediction(**prediction(1))
+    assert asyncio.run(writer.durable()) is False
+    monkeypatch.undo()
+    writer.prediction(**prediction(2))
+    assert asyncio.run(writer.durable()) is True  # the next group is on disk again
+    writer.close(budget_s=0.5)
+    writer.prediction(**prediction(3))  # after close: written to a segment of its own at once
+    assert asyncio.run(writer.durable()) is True

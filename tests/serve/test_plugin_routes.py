@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
@@ -36,12 +37,17 @@ def echo(body: dict) -> dict:
     return {"echo": body}
 
 
+def bearer(svc: Service, *scopes: str) -> dict:
+    token = svc.registry.create_api_key(f"k-{'-'.join(scopes)}-{os.urandom(3).hex()}", scopes=list(scopes))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_plugin_routes_are_mounted_under_the_api_prefix(serve_home):
     plugins = _plugins(ServeRouteSpec("live_models", "/plugins/live", live_models),
                        ServeRouteSpec("echo", "/plugins/echo", echo, ("POST",)))
     svc = Service(settings(), Registry(home=serve_home), plugins, start_refresher=False)
     try:
-        client = TestClient(create_app(lambda: svc, plugins))
+        client = TestClient(create_app(lambda: svc, plugins), headers=bearer(svc, "read"))
         r = client.get(f"{API}/plugins/live")
         assert r.status_code == 200 and "garch" in r.json()["live"]
         assert client.post(f"{API}/plugins/echo", json={"a": 1}).json() == {"echo": {"a": 1}}
@@ -51,6 +57,58 @@ def test_plugin_routes_are_mounted_under_the_api_prefix(serve_home):
         assert client.post(f"{API}/predict/volatility", json={"instrument": "SPX"}).status_code == 200
     finally:
         svc.close()
+
+
+def test_a_plugin_route_needs_a_key_with_its_scope_as_the_built_in_routes_do(serve_home):
+    plugins = _plugins(ServeRouteSpec("report", "/plugins/report", echo, ("POST",)),  # default scope: read
+                       ServeRouteSpec("peek", "/plugins/peek", echo, ("POST",), scope="predict"),
+                       ServeRouteSpec("retrain", "/plugins/retrain", echo, ("POST",), scope="train"),
+                       ServeRouteSpec("ping", "/plugins/ping", echo, ("POST",), scope=None))
+    svc = Service(settings(), Registry(home=serve_home), plugins, start_refresher=False)
+    try:
+        client = TestClient(create_app(lambda: svc, plugins))
+
+        def post(route: str, *scopes: str):
+            return client.post(f"{API}/plugins/{route}", json={"a": 1}, headers=bearer(svc, *scopes) if scopes else {})
+
+        assert post("report").status_code == 401
+        r = post("report", "predict")
+        assert r.status_code == 403 and "this route needs 'read'" in r.json()["error"]
+        assert post("report", "read").json() == {"echo": {"a": 1}}
+        assert post("report", "admin").status_code == 200
+        assert (post("retrain", "read").status_code, post("retrain", "train").status_code) == (403, 200)
+        assert client.post(f"{API}/plugins/report", json={"a": 1},
+                           headers={"Authorization": "Bearer trm_not-a-key"}).status_code == 401
+        # open: only when the plugin asks for it; 'predict' is open while serve.require_key_for_predict is false
+        assert post("ping").json() == {"echo": {"a": 1}}
+        assert post("peek").status_code == 200
+    finally:
+        svc.close()
+
+
+def test_a_predict_scoped_plugin_route_follows_require_key_for_predict(serve_home):
+    plugins = _plugins(ServeRouteSpec("peek", "/plugins/peek", echo, ("POST",), scope="predict"))
+    assert plugins.owner("serve_routes", "tasks") == "serve_discovery"  # the built-in plugin, beside this one
+    svc = Service(settings(require_key_for_predict=True), Registry(home=serve_home), plugins, start_refresher=False)
+    try:
+        client = TestClient(create_app(lambda: svc, plugins))
+        assert client.post(f"{API}/plugins/peek", json={}).status_code == 401
+        assert client.post(f"{API}/plugins/peek", json={}, headers=bearer(svc, "read")).status_code == 403
+        assert client.post(f"{API}/plugins/peek", json={}, headers=bearer(svc, "predict")).status_code == 200
+        # the built-in GET /tasks is scoped 'predict': a predicting client discovers what it can ask
+        assert client.get(f"{API}/tasks").status_code == 401
+        assert client.get(f"{API}/tasks", headers=bearer(svc, "predict")).status_code == 200
+    finally:
+        svc.close()
+
+
+def test_an_unknown_scope_is_refused_at_start_up():
+    with pytest.raises(PluginError) as err:
+        create_app(lambda: None, _plugins(ServeRouteSpec("report", "/plugins/report", echo, scope="raed")))
+    message = str(err.value)
+    assert "plugin 'route_plugin' registers serve route 'report' with scope 'raed'" in message
+    assert "did you mean 'read'?" in message
+    assert "give one of predict, read, experiments, train, deploy, admin, or None for an open route" in message
 
 
 @pytest.mark.parametrize("path,methods,clashes_with", [

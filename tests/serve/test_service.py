@@ -76,6 +76,14 @@ def test_bars_in_the_request_are_used_instead_of_stored_ones(client, serve_plugi
     assert body["regime"]["as_of"].startswith("2016-06-30")
 
 
+def test_bars_whose_features_are_undefined_are_a_422_that_names_the_feature(client, serve_plugins):
+    """A constant volume leaves its z-score undefined: every member fails on the input, so the ensemble
+    answers 422 (the request's fault), naming the feature, not a 503 that blames the service."""
+    bars = [{**b, "volume": 1e9} for b in _bars(serve_plugins)]
+    r = client.post(f"{API}/predict/price", json={"instrument": "SPX", "bars": bars})
+    assert r.status_code == 422 and "f_volume_z_21" in r.json()["error"] and "constant volume" in r.json()["error"]
+
+
 def test_a_failing_member_is_dropped_and_the_weights_renormalised(client, service):
     class Broken:
         spec = service.live["gbm_direction"].model.spec

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from treum.commands.compose import compose_plain, to_dict
-from treum.core.errors import ConfigError
+from treum.core.errors import ConfigError, PluginError
+from treum.core.hookspecs import hookimpl
+from treum.core.plugins import PluginSettings, create_plugin_registry
 from treum.serve.settings import ServeSettings, check_plugins
 
 from .conftest import serve_values
@@ -73,6 +77,12 @@ def test_other_cross_checks():
         ServeSettings.from_config({**serve_values(), "aliases": {"vol": {"task": "volatility", "instrument": "mkt"}}})
     with pytest.raises(ConfigError, match="min_bars .* cannot exceed max_bars"):
         ServeSettings.from_config({**serve_values(), "min_bars": 10, "max_bars": 5})
+    with pytest.raises(ConfigError, match="router_replicas must be at least 1, got 0"):
+        ServeSettings.from_config({**serve_values(), "router_replicas": 0})
+    with pytest.raises(ConfigError, match="keep_alive_s must be at least 1 second, got 0"):
+        ServeSettings.from_config({**serve_values(), "keep_alive_s": 0})
+    with pytest.raises(ConfigError, match="gc_gen0_threshold cannot be negative"):
+        ServeSettings.from_config({**serve_values(), "gc_gen0_threshold": -1})
 
 
 @pytest.mark.parametrize("values,message", [
@@ -94,3 +104,22 @@ def test_names_are_checked_against_the_plugins(serve_plugins, values, message):
         check_plugins(settings, serve_plugins)
     with pytest.raises(ConfigError, match=message):
         ServeSettings.from_config(_merge(serve_values(), values), serve_plugins)
+
+
+@pytest.mark.parametrize("name,route", [("price", "the ensemble"), ("batch", "batch predictions")])
+def test_a_task_named_like_a_built_in_predict_route_is_refused_at_start_up(name, route):
+    from treum.serve.router import Service
+
+    task = types.SimpleNamespace(name=name, baselines=())  # the registry reads only these
+    plugin = types.SimpleNamespace(treum_tasks=hookimpl(lambda: [task]))
+    plugins = create_plugin_registry(PluginSettings(), extra_plugins=[("shadowed_tasks", plugin)])
+    assert name in plugins.specs("tasks")
+    message = (f"plugin 'shadowed_tasks' registers task '{name}', but /predict/{name} is the built-in route of "
+               f"{route}, so the task could never be reached; rename the task, or disable the plugin in plugins.toml")
+    with pytest.raises(PluginError) as err:
+        check_plugins(ServeSettings.from_config(serve_values()), plugins)
+    assert str(err.value) == message
+    with pytest.raises(PluginError, match="rename the task"):
+        ServeSettings.from_config(serve_values(), plugins)
+    with pytest.raises(PluginError, match="rename the task"):  # the service checks before it opens anything
+        Service(ServeSettings.from_config(serve_values()), None, plugins, start_refresher=False)

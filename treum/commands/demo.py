@@ -57,7 +57,7 @@ def run() -> int:
         console.print(f"{m.model_name:16s} v{m.model_version:3s} {m.model_type:11s} {m.deployment_status:10s} {m.id}")
     report = registry.verify_audit()
     console.print(f"audit log: {report.rows} rows, chain {'intact' if report.ok else 'BROKEN at row ' + str(report.first_broken_id)}")
-    console.print(f"registry: {registry.url}")
+    console.print(f"registry: {registry.display_url}")
     console.print(f"deployed: {', '.join(deployed) or 'nothing'}")
     registry.close()
     return serve_once(settings)

@@ -24,6 +24,12 @@ def main(args: argparse.Namespace) -> int:
     if args.export:
         path = ray_app.export_config(settings, url, treum_home(), args.export)
         console.print(f"wrote {path}; deploy it on a Ray cluster with `serve deploy {path}`")
+        if settings.cache_url and ray_app.cache_url_without_password(settings.cache_url) != settings.cache_url:
+            console.print(f"the cache password is not in {path}: set {ray_app.CACHE_PASSWORD_ENV} on every node")
+        if ray_app.url_password(url):  # say where the password must go; never print it
+            console.print(f"the registry password is not in {path}: set {ray_app.PASSWORD_ENV} to it on every node "
+                          "of the Ray cluster (in the environment `ray start` runs in) before `serve deploy`; the "
+                          "replicas put it back into registry.url")
         return 0
     done = threading.Event()
     # handlers first: a Ctrl-C while Serve is still starting must stop it cleanly too, not raise mid-deploy

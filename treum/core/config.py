@@ -193,4 +193,6 @@ def build_spec_config(spec: Any, values: Mapping[str, Any], where: str = "model"
 
 def config_dict(config: Any) -> dict[str, Any]:
     """A config dataclass as plain JSON-able data (paths and enums as strings)."""
-    return pydantic.TypeAdapter(type(config)).dump_python(config, mode="json")
+    # the cached adapter: building one generates a schema (about a millisecond), and serving logs a task's
+    # config with every ensemble answer
+    return _adapter(type(config)).dump_python(config, mode="json")

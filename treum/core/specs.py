@@ -164,9 +164,16 @@ class MonitorSpec:
 
 @dataclass(frozen=True)
 class ServeRouteSpec:
-    """An extra HTTP route for the serving application: ``path``, ``methods`` and an ``endpoint``."""
+    """An extra HTTP route for the serving application: ``path``, ``methods``, an ``endpoint`` and a ``scope``.
+
+    ``scope`` is what an API key (``Authorization: Bearer <key>``) needs to call the route, one
+    of ``treum.registry.keys.SCOPES`` (``admin`` keys may call every route): ``"read"`` by
+    default; ``"predict"`` follows ``serve.require_key_for_predict`` exactly as the predict routes
+    do (open unless it is true); ``None`` makes an open route, which a plugin must ask for.
+    """
 
     name: str
     path: str
     endpoint: Callable[..., Any]
     methods: tuple[str, ...] = ("GET",)
+    scope: str | None = "read"

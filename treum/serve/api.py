@@ -38,6 +38,7 @@ from treum.serve.guards import (
     BodyLimitMiddleware,
     RateLimitMiddleware,
     RequestIdMiddleware,
+    send_json,
     key_allows,
     missing_key_error,
     parse_bearer,
@@ -80,7 +81,14 @@ def _experiment_out(e) -> dict[str, Any]:
 
 
 class ServingLogMiddleware:
-    """Logs every API request to ``model_serving_logs`` through the batch writer (pure ASGI: cheap)."""
+    """Logs every API request to ``model_serving_logs`` through the batch writer (pure ASGI: cheap).
+
+    The request's row is logged just before the last part of the answer is sent; with
+    ``serve.durable_ack`` the answer (its status line held back with it) waits until the
+    request's rows (its predictions and this row) are fsynced to the spool, so an answer the
+    client received is never lost to a ``kill -9`` of the replica. Rows that cannot be made
+    durable within ``serve.durable_ack_timeout_s`` turn the answer into a 503 (retry).
+    """
 
     def __init__(self, app, get_service: Callable[[], Service]):
         self.app = app
@@ -90,18 +98,10 @@ class ServingLogMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        state = {"status": 500, "bytes": 0}
+        state: dict[str, Any] = {"status": 500, "bytes": 0, "logged": False, "start": None}
 
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                state["bytes"] += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
+        def log_row() -> Service | None:
+            state["logged"] = True
             service = self.get_service()
             if service is not None:
                 client = scope.get("client")
@@ -111,6 +111,66 @@ class ServingLogMiddleware:
                     scope["path"][:200], request_id(scope), started, state["status"], None,
                     received, state["bytes"], client[0] if client else None,
                 )
+            return service
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                service = self.get_service()
+                if service is not None and service.settings.durable_ack:
+                    state["start"] = message  # sent with the last part of the body, once that is durable
+                    return
+            elif message["type"] == "http.response.body":
+                state["bytes"] += len(message.get("body", b""))
+                final = not message.get("more_body", False)
+                if final and not state["logged"]:
+                    service = log_row()
+                    if state["start"] is not None and service is not None and not await _durable(service):
+                        state["start"] = None
+                        await send_json(send, 503, {
+                            "error": "the answer could not be recorded durably (the log spool under TREUM_HOME "
+                                     "did not confirm it in time); retry",
+                            "request_id": request_id(scope)}, [(b"x-request-id", request_id(scope).encode())])
+                        return
+                if state["start"] is not None:  # a body in several parts: the status line goes with the first
+                    start, state["start"] = state["start"], None
+                    await send(start)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if not state["logged"]:  # no answer was sent (the client left, or an error before the body)
+                log_row()
+
+
+async def _durable(service: Service) -> bool:
+    try:
+        return await asyncio.wait_for(service.log.durable(), service.settings.durable_ack_timeout_s)
+    except asyncio.TimeoutError:
+        log.error("the log spool did not confirm a request's rows within serve.durable_ack_timeout_s = %g s",
+                  service.settings.durable_ack_timeout_s)
+        return False
+
+
+def _telemetry() -> dict[str, bool] | None:
+    """FastAPI's OpenTelemetry only where a provider is set up by the time the app is built.
+
+    Unconfigured, FastAPI still asks OpenTelemetry's global providers (and the environment) on
+    every request whether one has appeared since: a few per cent of a replica's time per request.
+    Set the providers (or FASTAPI_OTEL_AUTO_CONFIGURE=true) before ``treum serve`` starts.
+    """
+    import os
+
+    try:
+        from fastapi.telemetry._api import _unconfigured
+        from opentelemetry import _logs, metrics, trace
+    except ImportError:  # another FastAPI: its own default
+        return None
+    providers = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider())
+    if os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true" or not all(map(_unconfigured, providers)):
+        return None
+    return {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on_shutdown: bool = False) -> FastAPI:
@@ -130,6 +190,7 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on
 
     app = FastAPI(
         lifespan=lifespan,
+        telemetry=_telemetry(),
         title="treum",
         version="0.1.0",
         description="Predictions of any task from the models the treum registry says are deployed, and an "
@@ -414,8 +475,9 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on
         return clean_json({"models": out, "cache": {"hits": svc.cache.hits, "misses": svc.cache.misses},
                            "logs_written": svc.log.written})
 
-    if plugins is not None:
-        mount_plugin_routes(app, plugins, PREFIX, get_service)
+    if plugins is not None:  # each behind its scope's key check, as the built-in routes are
+        mount_plugin_routes(app, plugins, PREFIX, get_service,
+                            lambda scope: predict_guard if scope == "predict" else require(scope))
 
     def limit() -> int | None:
         svc = get_service()

@@ -7,6 +7,7 @@ several router replicas share their answers.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -67,4 +68,15 @@ def cache_key(model_id: str, instrument: str, last_bar: str, digest: str = "stor
 
 
 def make_cache(size: int, url: str | None):
-    return RedisCache(url) if url else LRUCache(size)
+    """Redis at ``url`` (its password from $TREUM_CACHE_PASSWORD when the URL has none: an exported Serve
+    config leaves it out), else an in-process LRU of ``size`` entries."""
+    if not url:
+        return LRUCache(size)
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    password = os.environ.get("TREUM_CACHE_PASSWORD")
+    if password and parts.password is None:
+        netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return RedisCache(url)

@@ -2,6 +2,8 @@
 
 It goes through the ``treum_serve_routes`` hook like a third-party plugin's routes
 do, and shows how an endpoint reaches the service (``request.app.state.get_service()``).
+Its scope is ``predict``: a client that may predict may discover what it can predict
+(open unless ``serve.require_key_for_predict``).
 """
 
 from __future__ import annotations
@@ -35,4 +37,5 @@ def list_tasks(request: Request) -> dict[str, Any]:
 
 @hookimpl
 def treum_serve_routes() -> list[ServeRouteSpec]:
-    return [ServeRouteSpec("tasks", "/tasks", list_tasks, ("GET",))]
+    # a predicting client discovers what it can ask: open unless serve.require_key_for_predict, as /predict is
+    return [ServeRouteSpec("tasks", "/tasks", list_tasks, ("GET",), scope="predict")]

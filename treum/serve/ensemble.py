@@ -23,6 +23,7 @@ class MemberAnswer:
     model_id: str | None = None
     cached: bool = False
     task: Any = None  # the member's Task, when it answered
+    input_error: bool = False  # it failed on the request's input (its 4xx), not on its own
 
     def as_dict(self, columns: Sequence[str]) -> dict[str, Any]:
         """The member as an answer shows it, its value of each column at the top level (None if it did not answer)."""
@@ -44,13 +45,15 @@ def combine(answers: Sequence[MemberAnswer], weights: Mapping[str, float], colum
             min_members: int) -> Combined:
     """The weighted mean of each column over the members that answered and have a positive weight.
 
-    Fewer than ``min_members`` such members is the request's 503, naming the dropped ones.
+    Fewer than ``min_members`` such members is the request's 503, naming the dropped ones; a 422
+    when every member that failed failed on the request's input (bars they cannot answer for).
     """
     ok = [a for a in answers if a.status == "ok" and weights.get(a.name, 0) > 0]
     dropped = [f"{a.name}: {a.status} ({a.error})" for a in answers if a.status != "ok"]
     if len(ok) < min_members:
+        failed = [a for a in answers if a.status != "ok"]
         raise RequestError(
-            503,
+            422 if failed and all(a.input_error for a in failed) else 503,
             f"only {len(ok)} ensemble member(s) answered, {min_members} needed; dropped: "
             + ("; ".join(dropped) or "none"),
         )

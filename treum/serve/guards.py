@@ -11,25 +11,40 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from treum.registry.keys import key_allows  # noqa: F401  (one list of scopes: the registry's)
 from treum.serve.bars import RequestError
+from treum.serve.ids import new_hex
 
 KEY_TTL_S = 5.0  # a revoked key stops working within this many seconds on every replica
 
 
+_CLIENT_ID = re.compile(rb"[A-Za-z0-9._:-]{8,64}")
+
+
 def request_id(scope: dict) -> str:
-    """The request's id (set by ``RequestIdMiddleware``), for error bodies and logs."""
-    return scope.setdefault("state", {}).setdefault("request_id", uuid.uuid4().hex)
+    """The request's id, for error bodies and logs: the client's ``X-Request-ID`` when it is 8-64 letters,
+    digits or ``._:-`` (so a client can find its request in ``model_serving_logs``), else a new one."""
+    state = scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if rid is None:
+        for key, value in scope.get("headers") or ():
+            if key == b"x-request-id" and _CLIENT_ID.fullmatch(value):
+                rid = value.decode()
+                break
+        else:
+            rid = new_hex()
+        state["request_id"] = rid
+    return rid
 
 
-async def _send_json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
@@ -86,12 +101,12 @@ class BodyLimitMiddleware:
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
-            return await _send_json(send, 400, {"error": "Content-Length is not a number",
+            return await send_json(send, 400, {"error": "Content-Length is not a number",
                                                 "request_id": request_id(scope)})
         too_large = {"error": f"the body is larger than {limit} bytes (serve.max_body_bytes): send fewer bars or "
                               "smaller batches", "request_id": request_id(scope)}
         if declared > limit:
-            return await _send_json(send, 413, too_large)
+            return await send_json(send, 413, too_large)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -100,7 +115,7 @@ class BodyLimitMiddleware:
                 return
             size += len(message.get("body", b""))
             if size > limit:
-                return await _send_json(send, 413, too_large)
+                return await send_json(send, 413, too_large)
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
@@ -162,7 +177,7 @@ class RateLimitMiddleware:
             "ip:" + (scope.get("client") or ("?", 0))[0]
         wait = limiter.allow(client)
         if wait > 0:
-            return await _send_json(send, 429, {"error": f"too many requests; retry in {wait:.1f} s "
+            return await send_json(send, 429, {"error": f"too many requests; retry in {wait:.1f} s "
                                                          "(serve.rate_limit_per_minute)",
                                                 "request_id": request_id(scope)},
                                     [(b"retry-after", str(max(1, int(wait + 0.999))).encode())])

@@ -76,7 +76,12 @@ def predict_last(model: Any, frame: pd.DataFrame, columns: tuple[str, ...]) -> d
         raise RequestError(422, f"{model.spec.name} predicts {list(row.index)}, not {missing}")
     values = {c: float(row[c]) for c in columns}
     if not all(np.isfinite(v) for v in values.values()):
-        raise RequestError(422, f"{model.spec.name} has no prediction for the last bar (too few bars for its window?)")
+        last_row = frame.iloc[-1]
+        undefined = [str(c) for c, v in last_row.items() if str(c).startswith("f_") and not np.isfinite(v)]
+        why = (f"its features {undefined[:6]}{' ...' if len(undefined) > 6 else ''} are undefined on the last bar "
+               "(too few bars for their window, or a column that never varies, such as a constant volume)"
+               if undefined else "too few bars for its window?")
+        raise RequestError(422, f"{model.spec.name} has no prediction for the last bar: {why}")
     task = getattr(model, "task", None)
     if task is not None:  # the task's range checks, as in the contract tests: never serve a probability of 1.3
         ranges = task.column_ranges()

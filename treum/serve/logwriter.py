@@ -34,6 +34,7 @@ machine crash can lose the rows written but not yet fsynced as well (one more gr
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -65,6 +66,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import JSON
 
 from treum.registry.schema import MLModel, MLPrediction, ModelServingLog, utcnow
+from treum.serve.ids import new_uuid
 from treum.serve.spool import DeadLetters, Record, Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -266,7 +268,9 @@ class RowCleaner:
             default = col.default
             if default is not None and getattr(default, "is_callable", False):
                 fn = default.arg
-                make = _utcnow if getattr(fn, "__wrapped__", fn) is utcnow else (lambda fn=fn: fn(None))
+                fn = getattr(fn, "__wrapped__", fn)
+                # ids without a system call (treum.serve.ids); SQLAlchemy wraps a default as fn(context)
+                make = _utcnow if fn is utcnow else new_uuid if fn is uuid.uuid4 else (lambda fn=fn: fn(None))
             elif default is not None and getattr(default, "is_scalar", False):
                 make = (lambda v=default.arg: v)
             else:
@@ -300,7 +304,7 @@ class RowCleaner:
             out[name], dirty = conv(value, name, notes, texts)
             changed |= dirty
         if out.get("id") is None and "id" in self.names:
-            out["id"] = uuid.uuid4()
+            out["id"] = new_uuid()
         if notes and self.noted and isinstance(out.get(self.noted), dict):
             out[self.noted] = {**out[self.noted], "log_cleaned": notes}
             texts[self.noted] = json.dumps(out[self.noted], ensure_ascii=False)
@@ -432,6 +436,25 @@ class BatchLogWriter:
         self._thread.start()
 
     # the request path -------------------------------------------------------
+    async def durable(self) -> bool:
+        """Wait until every row accepted so far is fsynced to the spool (a durable acknowledgement);
+        False when they could not be (a write or fsync failed, or the writer closed first).
+
+        An answer sent after True survives a ``kill -9`` of the process: its rows are on disk,
+        and the next writer on this ``TREUM_HOME`` replays them. Waiters share fsyncs. Bound the
+        wait with ``asyncio.wait_for``: a disk that stalls stalls this too.
+        """
+        target = self.spool.added
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def wake(ok: bool) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(ok))
+
+        now = self.spool.when_synced(target, wake)
+        return now if now is not None else await done
+
     def prediction(self, **row: Any) -> None:
         self._accept("prediction", row)
 

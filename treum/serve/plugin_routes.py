@@ -1,10 +1,13 @@
 """Routes that plugins add to ``treum serve`` (the ``treum_serve_routes`` hook).
 
 Each ``ServeRouteSpec`` is mounted under the API prefix (``/api/v1/ml`` + its
-``path``) with its ``methods``. A route that any request to a built-in route (or
-to an earlier plugin route) would also match, for a method both accept, would
-answer for one of them only; that is refused at start-up, naming the plugin
-route and the route it clashes with.
+``path``) with its ``methods``, behind the API-key check of its ``scope`` as the
+built-in routes are: ``read`` unless the spec says otherwise, ``predict`` as the
+predict routes (``serve.require_key_for_predict``), ``None`` open. A scope that
+does not exist is refused at start-up. A route that any request to a built-in
+route (or to an earlier plugin route) would also match, for a method both
+accept, would answer for one of them only; that is refused at start-up too,
+naming the plugin route and the route it clashes with.
 
 An endpoint is a FastAPI endpoint like any other; to reach the service it takes
 ``request: fastapi.Request`` and calls ``request.app.state.get_service()``
@@ -16,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import compile_path
 
-from treum.core.errors import PluginError
+from treum.core.errors import PluginError, did_you_mean
+from treum.registry.keys import SCOPES
 
 
 def _clash(route: APIRoute, path: str, methods: set[str]) -> bool:
@@ -31,8 +35,13 @@ def _clash(route: APIRoute, path: str, methods: set[str]) -> bool:
     return bool(route.path_regex.match(path) or regex.match(route.path))
 
 
-def mount_plugin_routes(app: FastAPI, plugins: Any, prefix: str, get_service: Callable[[], Any]) -> list[str]:
-    """Mount every plugin route under ``prefix``; returns their full paths. PluginError on a clash."""
+def mount_plugin_routes(app: FastAPI, plugins: Any, prefix: str, get_service: Callable[[], Any],
+                        guard: Callable[[str], Any]) -> list[str]:
+    """Mount every plugin route under ``prefix``; returns their full paths. PluginError on a clash.
+
+    ``guard(scope)`` is the FastAPI dependency that checks a request's API key for ``scope``
+    (the app's own, as its built-in routes use); a route whose scope is None gets none.
+    """
     app.state.get_service = get_service
     mounted: list[str] = []
     from_plugins: set[int] = set()
@@ -41,6 +50,13 @@ def mount_plugin_routes(app: FastAPI, plugins: Any, prefix: str, get_service: Ca
         if not spec.path.startswith("/"):
             raise PluginError(f"plugin '{owner}' registers serve route '{name}' with path '{spec.path}'; a path "
                               "starts with '/' (it is mounted under " + prefix + ")")
+        scope = getattr(spec, "scope", "read")
+        if scope is not None and scope not in SCOPES:
+            raise PluginError(
+                f"plugin '{owner}' registers serve route '{name}' with scope {scope!r}, which is no API-key "
+                f"scope{did_you_mean(str(scope), SCOPES)}; give one of {', '.join(SCOPES)}, or None for an open "
+                "route"
+            )
         path = prefix + spec.path
         methods = {m.upper() for m in spec.methods}
         for route in app.routes:
@@ -51,7 +67,9 @@ def mount_plugin_routes(app: FastAPI, plugins: Any, prefix: str, get_service: Ca
                     f"clashes with the {what} {', '.join(sorted(route.methods))} {route.path}; give it another "
                     "path, or disable the plugin in plugins.toml"
                 )
-        app.add_api_route(path, spec.endpoint, methods=sorted(methods), name=name, tags=["plugins"])
+        dependencies = [Depends(guard(scope))] if scope is not None else []
+        app.add_api_route(path, spec.endpoint, methods=sorted(methods), name=name, tags=["plugins"],
+                          dependencies=dependencies)
         from_plugins.add(id(app.routes[-1]))
         mounted.append(path)
     return mounted

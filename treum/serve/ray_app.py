@@ -22,10 +22,80 @@ from ray import serve
 log = logging.getLogger(__name__)
 
 
+# the exported Serve config names the registry URL without its password; the replicas read it from here
+PASSWORD_ENV = "TREUM_REGISTRY_PASSWORD"
+
+
+CACHE_PASSWORD_ENV = "TREUM_CACHE_PASSWORD"  # the same for serve.cache_url (redis://:PASSWORD@host/0)
+
+
+def _query_password(query) -> str | None:
+    for key, value in query.items():
+        if key.lower() == "password":
+            return value if isinstance(value, str) else (value[0] if value else None)
+    return None
+
+
+def url_password(url: str | None) -> str | None:
+    """The password a registry URL carries, in its user part or as a ``password=`` query parameter."""
+    from sqlalchemy.engine import make_url
+
+    if not url:
+        return None
+    u = make_url(url)
+    return u.password or _query_password(u.query)
+
+
+def without_password(url: str | None) -> str | None:
+    """The registry URL with its password left out (``URL.set(password=None)`` would keep it); else unchanged."""
+    from sqlalchemy.engine import URL, make_url
+
+    if not url_password(url):
+        return url
+    u = make_url(url)
+    query = {k: v for k, v in u.query.items() if k.lower() != "password"}
+    bare = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, query)
+    return bare.render_as_string(hide_password=False)
+
+
+def cache_url_without_password(url: str | None) -> str | None:
+    """``serve.cache_url`` with the password of its user part left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}@{host}" if user else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def registry_url_from_args(args: dict) -> str | None:
+    """The registry URL of builder args, with the password from ``registry_password_env`` put back into it.
+
+    Only when that variable is set and the URL has no password of its own; SQLite and None stay as they are.
+    """
+    from sqlalchemy.engine import make_url
+
+    url = args.get("registry_url")
+    password = os.environ.get(args.get("registry_password_env") or PASSWORD_ENV)
+    if not url or not password:
+        return url
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" or u.password:
+        return url
+    return u.set(password=password).render_as_string(hide_password=False)
+
+
 def _registry(args: dict):
     from treum.registry.store import Registry
 
-    return Registry(url=args.get("registry_url"), home=Path(args["home"]) if args.get("home") else None)
+    return Registry(url=registry_url_from_args(args), home=Path(args["home"]) if args.get("home") else None)
 
 
 def _plugins(args: dict):
@@ -59,6 +129,9 @@ class ModelReplica:
     """A remote ensemble member: loads versions by id on demand and predicts the last bar."""
 
     def __init__(self, args: dict):
+        from treum.serve.router import tune_gc
+
+        tune_gc(int(args["settings"].get("gc_gen0_threshold", 0)))
         self.registry = _registry(args)
         self.plugins = _plugins(args)
         self.models: dict[str, Any] = {}
@@ -90,9 +163,10 @@ class ModelReplica:
 @serve.ingress()
 class Router:
     def __init__(self, args: dict, members: dict):
-        from treum.serve.router import Service
+        from treum.serve.router import Service, tune_gc
         from treum.serve.settings import ServeSettings
 
+        tune_gc(int(args["settings"].get("gc_gen0_threshold", 0)))  # this process serves: collect rarely
         class RemoteMember:
             def __init__(self, handle):
                 self.handle = handle
@@ -124,7 +198,8 @@ class Router:
 
 
 def build_app(args: dict):
-    """The Serve application from builder args: ``settings`` (the serve config), ``registry_url``, ``home``."""
+    """The Serve application from builder args: ``settings`` (the serve config), ``registry_url``, ``home``
+    (and ``registry_password_env``: where the replicas find the password an exported ``registry_url`` leaves out)."""
     ensemble = args["settings"].get("ensemble") or {}
     members = {
         name: ModelReplica.options(name=f"member-{name}").bind(args)
@@ -133,7 +208,8 @@ def build_app(args: dict):
     }
     serve_settings = args["settings"]
     grace = shutdown_timeout_s(serve_settings.get("request_timeout_s", 10.0), serve_settings.get("log_close_budget_s"))
-    return Router.options(graceful_shutdown_timeout_s=grace).bind(args, members)
+    return Router.options(graceful_shutdown_timeout_s=grace,
+                          num_replicas=int(serve_settings.get("router_replicas", 1))).bind(args, members)
 
 
 def check_start(settings, plugins_toml: Path | None = None) -> None:
@@ -160,10 +236,19 @@ def serve_env(settings) -> dict[str, str]:
     return env
 
 
-def builder_args(settings, registry_url: str | None, home: Path | None, plugins_toml: Path | None = None) -> dict:
+def builder_args(settings, registry_url: str | None, home: Path | None, plugins_toml: Path | None = None,
+                 keep_password: bool = True) -> dict:
+    """The args of ``build_app``; ``keep_password=False`` (an exported file) leaves the registry password out.
+
+    The replicas then read it from the environment variable that ``registry_password_env`` names.
+    """
+    values = settings.as_dict()
+    if not keep_password:
+        values["cache_url"] = cache_url_without_password(values.get("cache_url"))
     return {
-        "settings": settings.as_dict(),
-        "registry_url": registry_url,
+        "settings": values,
+        "registry_url": registry_url if keep_password else without_password(registry_url),
+        "registry_password_env": PASSWORD_ENV,
         "home": str(home) if home else None,
         "plugins_toml": str(plugins_toml) if plugins_toml else None,
     }
@@ -184,7 +269,9 @@ def start(settings, registry_url: str | None, home: Path | None, plugins_toml: P
             log_to_driver=False,
             runtime_env={"env_vars": env},
         )
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    # the proxy and the direct-ingress replicas both take their keep-alive from these options
+    serve.start(http_options={"host": settings.host, "port": settings.port,
+                              "keep_alive_timeout_s": settings.keep_alive_s})
     serve.run(build_app(builder_args(settings, registry_url, home, plugins_toml)), name="treum", route_prefix="/",
               blocking=False)
 
@@ -202,15 +289,18 @@ def stop() -> None:
 
 
 def export_config(settings, registry_url: str | None, home: Path | None, path: Path) -> Path:
-    """Write a Serve config file that ``serve deploy`` accepts on a Ray cluster."""
+    """Write a Serve config file that ``serve deploy`` accepts on a Ray cluster.
+
+    The registry URL goes in without its password: the cluster's nodes must set ``PASSWORD_ENV`` to it.
+    """
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
     check_start(settings)
-    args = builder_args(settings, registry_url, home)
+    args = builder_args(settings, registry_url, home, keep_password=False)
     config = {
         "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": settings.port},
+        "http_options": {"host": "0.0.0.0", "port": settings.port, "keep_alive_timeout_s": settings.keep_alive_s},
         "applications": [
             {
                 "name": "treum",

@@ -9,7 +9,8 @@ model is named in this module.
 ``ServeSettings.from_config(values)`` validates with the project's one validator
 (``treum.core.config.build_config``): an unknown key gets a did-you-mean, a wrong
 type names its key (``serve.port: expected an integer, got 'abc'``).
-``check_plugins(settings, plugins)`` then checks the names against the plugins.
+``check_plugins(settings, plugins)`` then checks the names against the plugins (and that no task
+is named like a built-in predict route).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treum.core.config import build_config, config_dict
-from treum.core.errors import ConfigError, did_you_mean
+from treum.core.errors import ConfigError, PluginError, did_you_mean
 
 PLACEMENTS = ("local", "remote")
 ALIAS_INSTRUMENTS = ("request", "market")
@@ -109,6 +110,8 @@ class ServeSettings:
     port: int = 8000
     direct_port: int = 8001
     direct_ingress: bool = True
+    router_replicas: int = 1                 # Ray replicas of the router (2: one killed, the proxy uses the other)
+    keep_alive_s: int = 120                  # idle keep-alive connections stay open this long (both ports)
     address: str | None = None
     require_key_for_predict: bool = False
     refresh_seconds: float = 2.0
@@ -117,9 +120,12 @@ class ServeSettings:
     min_bars: int = 260
     cache_size: int = 4096
     cache_url: str | None = None
-    log_batch_size: int = 200
+    gc_gen0_threshold: int = 50_000          # Python's gen-0 GC threshold in a serving process (0: Python's 700)
+    log_batch_size: int = 1000             # rows per transaction (each commit is an fsync)
     log_flush_seconds: float = 0.5
     log_max_queue: int = 10_000              # rows in memory; more go to the durable spool under TREUM_HOME
+    durable_ack: bool = True                 # an answer is sent once its log rows are fsynced to the spool
+    durable_ack_timeout_s: float = 5.0       # ... or, past this, answers 503
     log_close_budget_s: float = 10.0         # shutdown writes for this long, then leaves the rest in the spool
     # bounded work per request
     max_body_bytes: int = 2_000_000          # a larger body is refused with 413 before it is parsed
@@ -140,6 +146,14 @@ class ServeSettings:
         if self.max_body_bytes < 1024 or self.max_batch_bars < self.max_bars or self.request_timeout_s <= 0:
             return ("max_body_bytes must be at least 1024, max_batch_bars at least max_bars, and request_timeout_s "
                     "positive")
+        if self.durable_ack_timeout_s <= 0:
+            return f"durable_ack_timeout_s must be positive, got {self.durable_ack_timeout_s}"
+        if self.gc_gen0_threshold < 0:
+            return f"gc_gen0_threshold cannot be negative (0 keeps Python's own), got {self.gc_gen0_threshold}"
+        if self.router_replicas < 1:
+            return f"router_replicas must be at least 1, got {self.router_replicas}"
+        if self.keep_alive_s < 1:
+            return f"keep_alive_s must be at least 1 second, got {self.keep_alive_s}"
         if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
             return "rate_limit_per_minute cannot be negative (0 switches it off) and rate_limit_burst must be >= 1"
         for name, alias in self.aliases.items():
@@ -175,12 +189,22 @@ class ServeSettings:
 
 
 def check_plugins(settings: ServeSettings, plugins: Any) -> None:
-    """Every task the config names is registered, and every model it names is a model of that task.
+    """No task is named like a built-in predict route, every task the config names is registered, and every
+    model it names is a model of that task.
 
-    Run at start-up; a ConfigError names the key and the closest registered name.
+    Run at start-up; a PluginError names the plugin whose task ``/predict/price`` or ``/predict/batch`` would
+    shadow, a ConfigError names the key and the closest registered name.
     """
     tasks = plugins.specs("tasks")
     models = plugins.specs("models")
+    for name in RESERVED_ROUTES:
+        if name in tasks:
+            what = "the ensemble" if name == ENSEMBLE_ROUTE else "batch predictions"
+            raise PluginError(
+                f"plugin '{plugins.owner('tasks', name)}' registers task '{name}', but /predict/{name} is the "
+                f"built-in route of {what}, so the task could never be reached; rename the task, or disable the "
+                "plugin in plugins.toml"
+            )
 
     def task(key: str, name: str) -> None:
         if name not in tasks:

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -108,6 +109,14 @@ class Segment:
         self.orphan = orphan
 
 
+def _call(ready: list[tuple[Callable[[bool], None], bool]]) -> None:
+    for cb, ok in ready:
+        try:
+            cb(ok)
+        except Exception:  # a waiter whose event loop has gone away
+            log.debug("a durable-ack waiter failed", exc_info=True)
+
+
 def _lock(fd: int) -> bool:
     if fcntl is None:  # pragma: no cover
         return True
@@ -149,14 +158,23 @@ class Spool:
         self.errors = 0  # failed writes to the spool
         self.lost = 0  # rows only the spool would have kept, when it could not be written
         self.torn = 0  # unreadable last lines of orphaned segments (a write cut short)
+        # durable acknowledgements: rows are journaled in the order they were added, so "the first n rows
+        # are on disk" is one counter; a waiter asks to be called back once it reaches its row
+        self.added = 0
+        self._synced = 0  # rows settled: fsynced, or known not to be (a failed write or fsync)
+        self._failures = 0  # failed writes or fsyncs so far: a waiter's rows are durable if none came since
+        self._waiters: deque[tuple[int, int, Callable[[bool], None]]] = deque()
         self._thread = threading.Thread(target=self._run, name="treum-log-spool", daemon=True)
         self._thread.start()
 
     # the request path -------------------------------------------------------
     def add(self, rec: Record) -> None:
         with self._pcond:
+            self.added += 1
             if self._closed:
-                self._write_now([rec])
+                if not self._write_now([rec]):
+                    self._failures += 1
+                self._synced += 1
                 return
             self._pending.append(rec)
             n = len(self._pending)
@@ -170,6 +188,42 @@ class Spool:
                    and time.monotonic() >= self._broken_until):
                 self._pcond.wait(0.05)
 
+    def when_synced(self, n: int, callback: Callable[[bool], None]) -> bool | None:
+        """Whether the first ``n`` rows added are fsynced: True or False now, or None and, later,
+        ``callback(ok)`` from the journal's thread (False: a write or fsync failed meanwhile, or the
+        spool closed first).
+
+        A waiter makes the journal write what is pending at once instead of waiting to fill a group
+        (a group commit: the rows that arrive during one fsync share the next).
+        """
+        with self._pcond:
+            if self._synced >= n:
+                return True
+            if self._closed:
+                return False
+            self._waiters.append((n, self._failures, callback))
+            self._pcond.notify_all()
+            return None
+
+    def _mark_synced(self, n: int, ok: bool) -> None:
+        """The next ``n`` rows are settled: on disk (``ok``), or not, which the journal has logged."""
+        ready = []
+        with self._pcond:
+            self._synced += n
+            if not ok:
+                self._failures += 1
+            while self._waiters and self._waiters[0][0] <= self._synced:  # targets only grow
+                _, failures, cb = self._waiters.popleft()
+                ready.append((cb, failures == self._failures))
+        _call(ready)
+
+    def _release_waiters(self) -> None:
+        """At close: the rows still awaited were not confirmed on disk."""
+        with self._pcond:
+            ready = [(cb, False) for *_, cb in self._waiters]
+            self._waiters.clear()
+        _call(ready)
+
     # the journal -------------------------------------------------------------
     def _run(self) -> None:
         while True:
@@ -179,7 +233,7 @@ class Spool:
                 if not self._pending and self._stopping:
                     break
                 deadline = self._first_at + self.sync_seconds
-                while len(self._pending) < self.sync_rows and not self._stopping:
+                while len(self._pending) < self.sync_rows and not self._stopping and not self._waiters:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -200,6 +254,7 @@ class Spool:
     def _journal(self, group: list[Record]) -> None:
         """Encode outside the lock, write with it held, fsync after (an accepted row: in the list or the file)."""
         recs = [r for r in group if not r.done]
+        ok = True
         data = "".join(r.line() + "\n" for r in recs).encode()
         with self._pcond:
             try:
@@ -207,6 +262,7 @@ class Spool:
                     self._write(recs, data)
                 self._broken_until = 0.0
             except OSError as exc:
+                ok = False
                 self.errors += 1
                 only_here = [r for r in recs if not r.mem and not r.done]
                 self.lost += len(only_here)
@@ -218,7 +274,8 @@ class Spool:
                 self._first_at = time.monotonic()
             self._pcond.notify_all()
         with self._slock:
-            self._sync()
+            ok = self._sync() and ok
+        self._mark_synced(len(group), ok)
 
     def _write(self, recs: list[Record], data: bytes) -> None:
         """Under ``_slock``: append the rows to the active segment (a new one when none is open)."""
@@ -258,14 +315,18 @@ class Spool:
         self._segments.append(seg)
         return seg
 
-    def _sync(self) -> None:
+    def _sync(self) -> bool:
+        """fsync the active segment if it was written; False when the fsync failed."""
+        ok = True
         if self._dirty and self._active is not None:
             try:
                 os.fsync(self._active.fd)
             except OSError as exc:
+                ok = False
                 self.errors += 1
                 log.error("cannot fsync the log spool %s: %s", self._active.path, exc)
         self._dirty = False
+        return ok
 
     def _rotate(self) -> None:
         """Under ``_slock``: close the active segment (fsynced); the next write opens a new one."""
@@ -298,11 +359,11 @@ class Spool:
         if seg in self._segments:
             self._segments.remove(seg)
 
-    def _write_now(self, recs: list[Record]) -> None:
+    def _write_now(self, recs: list[Record]) -> bool:
         """After ``close``: late rows go straight to a segment of their own, fsynced and released at once
-        (an orphan the next writer on this ``TREUM_HOME`` replays)."""
+        (an orphan the next writer on this ``TREUM_HOME`` replays). False when they could not be."""
         if not recs:
-            return
+            return True
         try:
             with self._slock:
                 seg = self._open()
@@ -317,6 +378,8 @@ class Spool:
             self.errors += 1
             self.lost += len(recs)
             log.error("cannot write the log spool under %s (%s): %d late rows lost", self.dir, exc, len(recs))
+            return False
+        return True
 
     # the writer's side --------------------------------------------------------
     def mark_done(self, recs: list[Record]) -> None:
@@ -401,12 +464,16 @@ class Spool:
             self._stopping = True
             self._pcond.notify_all()
         self._thread.join(max(0.0, timeout))
+        late = None
         with self._pcond:
             self._closed = True
             self._pcond.notify_all()
             if self._pending and not self._thread.is_alive():  # the journal ran out of time: write them here
                 group, self._pending = self._pending, []
-                self._write_now([r for r in group if not r.done])
+                late = (len(group), self._write_now([r for r in group if not r.done]))
+        if late is not None:
+            self._mark_synced(*late)
+        self._release_waiters()  # what is still awaited was not confirmed on disk
         with self._slock:
             self._rotate()
             left = 0
