@@ -535,3 +535,31 @@ def test_durable_says_false_when_the_spool_cannot_write_and_at_close(treum_home,
     writer.close(budget_s=0.5)
     writer.prediction(**prediction(3))  # after close: written to a segment of its own at once
     assert asyncio.run(writer.durable()) is True
+
+
+def test_a_row_no_encoder_takes_does_not_stall_the_journal(tmp_path):
+    """A value whose text cannot be made (its __str__ raises) is reported as not durable once, and the rows
+    after it are journaled as usual: the journal never retries it forever with every waiter hanging."""
+    import asyncio
+
+    from treum.serve.spool import Record, Spool
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("no text")
+
+    spool = Spool(tmp_path / "spool", sync_rows=1, sync_seconds=0.01)
+
+    def durable() -> bool:
+        async def wait():
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            now = spool.when_synced(spool.added, lambda ok: loop.call_soon_threadsafe(done.set_result, ok))
+            return now if now is not None else await asyncio.wait_for(done, 5)
+        return asyncio.run(wait())
+
+    spool.add(Record("prediction", {"id": "a", "input_features": {"x": Unprintable()}}))
+    assert durable() is False
+    spool.add(Record("prediction", {"id": "b", "prediction_value": 1.0}))
+    assert durable() is True
+    spool.close(2.0)

@@ -120,6 +120,36 @@ def test_a_prediction_over_http_through_the_proxy_and_direct(live):
     assert bad.status_code == 404 and "unknown instrument" in bad.json()["error"]
 
 
+def test_idle_keep_alive_connections_stay_open_on_both_ports(live):
+    """serve.keep_alive_s (120 s) reaches the proxy and the direct-ingress replica: a client that pauses for
+    longer than uvicorn's default 5 s finds its connection still open."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    conns = {}
+    for base in ("proxy", "direct"):
+        u = urlsplit(live[base])
+        conns[base] = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    for conn in conns.values():
+        conn.request("POST", f"{API}/predict/volatility", json.dumps({"instrument": "SPX"}),
+                     {"Content-Type": "application/json"})
+        assert conn.getresponse().read() and conn.sock is not None
+        live["requests"] += 1
+        live["singles"] = live.get("singles", 0) + 1
+    time.sleep(6.5)
+    for base, conn in conns.items():
+        sock = conn.sock
+        conn.request("POST", f"{API}/predict/volatility", json.dumps({"instrument": "SPX"}),
+                     {"Content-Type": "application/json"})
+        r = conn.getresponse()  # RemoteDisconnected if the server had closed the idle connection
+        assert r.status == 200 and conn.sock is sock, base
+        r.read()
+        live["requests"] += 1
+        live["singles"] = live.get("singles", 0) + 1
+        conn.close()
+
+
 def test_any_task_an_alias_and_a_plugin_route_over_http(live):
     vol = httpx.post(f"{live['direct']}{API}/predict/volatility", json={"instrument": "SPX"}, timeout=30)
     regime = httpx.post(f"{live['direct']}{API}/predict/regime", json={"instrument": "SP500"}, timeout=30)

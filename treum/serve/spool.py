@@ -253,9 +253,18 @@ class Spool:
 
     def _journal(self, group: list[Record]) -> None:
         """Encode outside the lock, write with it held, fsync after (an accepted row: in the list or the file)."""
-        recs = [r for r in group if not r.done]
         ok = True
-        data = "".join(r.line() + "\n" for r in recs).encode()
+        recs, lines = [], []
+        for r in group:
+            if r.done:
+                continue
+            try:
+                lines.append(r.line() + "\n")
+                recs.append(r)
+            except Exception:  # a value no encoder takes: never retry it forever; the database may still take it
+                ok = False
+                log.exception("a %s log row cannot be written to the spool; it is kept in memory only", r.kind)
+        data = "".join(lines).encode()
         with self._pcond:
             try:
                 with self._slock:
