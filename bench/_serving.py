@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-# the service with plain uvicorn: no rate limit (one client address sends everything), the configured
-# keep-alive (serve.keep_alive_s) for clients that pause between requests, logs flushed on shutdown
+# the service without Ray (serve.engine=uvicorn) with no rate limit: one client address sends everything
 UVICORN_APP = """
-import sys
+import dataclasses, sys
 from treum.commands.compose import compose_plain, to_dict
 from treum.core.plugins import create_plugin_registry
-from treum.registry.store import Registry
-from treum.serve.api import create_app
-from treum.serve.router import Service, tune_gc
+from treum.serve import standalone
 from treum.serve.settings import ServeSettings
-import uvicorn
 plugins = create_plugin_registry()
-values = {**to_dict(compose_plain([], plugins).serve), "rate_limit_per_minute": 0}
-settings = ServeSettings.from_config(values, plugins)
-tune_gc(settings.gc_gen0_threshold)  # before the service loads its models, as the Ray replicas do
-service = Service(settings, Registry(), plugins)
-uvicorn.run(create_app(lambda: service, plugins, close_on_shutdown=True), host="127.0.0.1", port=int(sys.argv[1]),
-            log_level="warning", timeout_keep_alive=settings.keep_alive_s, backlog=16384)
+values = {**to_dict(compose_plain([], plugins).serve), "rate_limit_per_minute": 0, "engine": "uvicorn"}
+settings = dataclasses.replace(ServeSettings.from_config(values, plugins), port=int(sys.argv[1]))
+standalone.run(settings, None, plugins)  # what `treum serve serve.engine=uvicorn` runs
 """
 
 

@@ -14,13 +14,26 @@ def main(args: argparse.Namespace) -> int:
     from treum.commands.compose import compose_plain, to_dict
     from treum.core.plugins import create_plugin_registry
     from treum.registry.store import treum_home
-    from treum.serve import ray_app
     from treum.serve.settings import ServeSettings
 
     plugins = create_plugin_registry()
     cfg = compose_plain(args.overrides, plugins)
     settings = ServeSettings.from_config(to_dict(cfg.serve), plugins)
     url = cfg.registry.get("url")
+    if settings.engine == "uvicorn":
+        from treum.serve import standalone
+
+        if args.export:
+            console.print("--export writes a Ray Serve config; serve.engine=uvicorn has none (run it as it is)")
+            return 2
+        standalone.check(settings)
+        console.print(f"serving on http://{settings.host}:{settings.port}/api/v1/ml/ (one process, no Ray); "
+                      f"OpenAPI: http://{settings.host}:{settings.port}/docs; Ctrl-C stops")
+        standalone.run(settings, url, plugins)
+        console.print("stopped: logs flushed")
+        return 0
+    from treum.serve import ray_app
+
     if args.export:
         path = ray_app.export_config(settings, url, treum_home(), args.export)
         console.print(f"wrote {path}; deploy it on a Ray cluster with `serve deploy {path}`")
@@ -48,6 +61,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    sv = sub.add_parser("serve", help="serve the deployed models over HTTP with Ray Serve (serve.port=8000 ...)")
+    sv = sub.add_parser("serve", help="serve the deployed models over HTTP with Ray Serve, or in one process with serve.engine=uvicorn")
     sv.add_argument("--export", metavar="FILE", help="write a Serve config file for `serve deploy` instead of serving")
     sv.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.port=9000 serve.ensemble.members.ts_transformer.placement=remote")

@@ -23,6 +23,7 @@ from treum.core.config import build_config, config_dict
 from treum.core.errors import ConfigError, PluginError, did_you_mean
 
 PLACEMENTS = ("local", "remote")
+ENGINES = ("ray", "uvicorn")
 ALIAS_INSTRUMENTS = ("request", "market")
 ENSEMBLE_ROUTE = "price"  # /predict/price: the specification's name of the regime-weighted ensemble
 BATCH_ROUTE = "batch"
@@ -106,6 +107,7 @@ class EnsembleSettings:
 
 @dataclass(frozen=True)
 class ServeSettings:
+    engine: str = "ray"                      # "uvicorn": one process on one machine, without Ray
     host: str = "127.0.0.1"
     port: int = 8000
     direct_port: int = 8001
@@ -150,6 +152,8 @@ class ServeSettings:
             return f"durable_ack_timeout_s must be positive, got {self.durable_ack_timeout_s}"
         if self.gc_gen0_threshold < 0:
             return f"gc_gen0_threshold cannot be negative (0 keeps Python's own), got {self.gc_gen0_threshold}"
+        if self.engine not in ENGINES:
+            return f"engine: must be one of {list(ENGINES)}, got {self.engine!r}{did_you_mean(self.engine, ENGINES)}"
         if self.router_replicas < 1:
             return f"router_replicas must be at least 1, got {self.router_replicas}"
         if self.keep_alive_s < 1:
