@@ -90,10 +90,10 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (serialised between processes)."""
     import logging
 
+    # before the import: alembic logs "setup plugin ..." as it loads, and "Context impl SQLiteImpl" per command
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl SQLiteImpl" on every command is noise
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with _migration_lock(engine), engine.begin() as conn:
