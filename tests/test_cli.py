@@ -105,8 +105,8 @@ def test_leaderboard_registers_only_when_asked(treum_home):
     r = treum("leaderboard", "task=volatility", "eval.bootstrap=0", "eval.refit_every=1000")
     assert r.returncode == 0, r.stderr
     assert "registered" not in r.stdout and Registry().list_models() == []
-    job = Registry().jobs()[0]
-    assert job.status == "completed" and job.model_config["name"] == "garch"  # that model's config, not the default's
+    jobs = {job.model_config["name"]: job for job in Registry().jobs()}  # each model's own config, not the default's
+    assert set(jobs) == {"garch", "garch_hybrid"} and all(job.status == "completed" for job in jobs.values())
 
 
 def test_leaderboard_and_registry_lifecycle_commands(treum_home):

@@ -27,8 +27,8 @@ def test_overrides_reach_the_model_config(plugins):
 
 
 def test_misspelled_model_name_suggests_the_registered_one(plugins):
-    with pytest.raises(ConfigError, match=r"model 'garch_hybird' is not registered; did you mean 'garch'\?"):
-        compose_run(["model=garch_hybird"], plugins)
+    with pytest.raises(ConfigError, match=r"model 'garhc' is not registered; did you mean 'garch'\?"):
+        compose_run(["model=garhc"], plugins)
 
 
 def test_unknown_model_key_names_the_key_and_the_closest_field(plugins):

@@ -55,8 +55,8 @@ def test_specs_are_sorted_by_name(plugins):
 
 
 def test_unknown_model_names_the_closest(plugins):
-    with pytest.raises(PluginError, match=r"'garch_hybird' is not registered; did you mean 'garch'\?"):
-        plugins.model("garch_hybird")
+    with pytest.raises(PluginError, match=r"'garhc' is not registered; did you mean 'garch'\?"):
+        plugins.model("garhc")
 
 
 def test_two_plugins_claiming_one_name_fail_naming_both():

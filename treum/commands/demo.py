@@ -66,14 +66,33 @@ def run() -> int:
 def serving_needs(registry: Registry, settings: ServeSettings) -> list[str]:
     """The model names the serving demo needs live: the regime model, each alias's model, the ensemble's members.
 
-    A task's model is the one the serve config names, else the newest registered model of that task.
+    A task's model is the one the serve config names, else its deployed (validated) model, else the
+    registered one with the best walk-forward score on the task's primary metric (never a second model
+    beside a deployed one: the task's route would not know which to answer with).
     """
+    tasks = None
+
+    def score(m, task: str) -> float:
+        nonlocal tasks
+        if tasks is None:
+            from treum.core.plugins import create_plugin_registry
+
+            tasks = create_plugin_registry().specs("tasks")
+        spec = tasks.get(task)
+        value = ((m.custom_metrics or {}).get("walk_forward") or {}).get(spec.primary_metric) if spec else None
+        if value is None:
+            return float("-inf")
+        return float(value) if spec.higher_is_better else -float(value)
+
     def of_task(task: str) -> str | None:
         chosen = settings.model_for(task)
         if chosen:
             return chosen
         rows = [m for m in registry.list_models() if m.model_type == task and m.deployment_status != "retired"]
-        return max(rows, key=lambda m: m.created_at).model_name if rows else None
+        deployed = [m for m in rows if m.deployment_status == "deployed"]
+        if deployed:
+            return deployed[0].model_name
+        return max(rows, key=lambda m: (score(m, task), m.created_at)).model_name if rows else None
 
     needed = []
     if settings.regime is not None:
@@ -129,9 +148,13 @@ def serve_once(settings: ServeSettings) -> int:
         console.print(f"the same request again: {again['timing_ms']['total']:.1f} ms inside the service "
                              f"(members cached: {all(m['cached'] for m in again['members'])})")
         # every task that has a model to answer it, through the generic route (GET /tasks says which)
-        tasks = httpx.get(f"{base}/tasks", timeout=30).json()["tasks"]
-        for name, info in tasks.items():
+        listing = httpx.get(f"{base}/tasks", timeout=30).json()
+        combined = (listing.get("ensemble") or {}).get("task")
+        for name, info in listing["tasks"].items():
             if not info.get("model"):
+                # quiet for a task with nothing deployed, and for the ensemble's task: /predict/price answered it
+                if info.get("status") != 503 and name != combined:
+                    console.print(f"POST /predict/{name}: {info.get('status')} {info.get('error')}")
                 continue
             known = info.get("instruments") or ["SPX"]  # a per-instrument model answers only its own
             r = httpx.post(f"{base}/predict/{name}", json={"instrument": "SPX" if "SPX" in known else known[0]},

@@ -50,22 +50,39 @@ def _returns(frame: pd.DataFrame) -> pd.Series:
     return log_returns(frame).droplevel("entity").dropna()
 
 
+def fit_garch(frame: pd.DataFrame, cfg: GarchConfig) -> dict[str, float]:
+    """The model's parameters, fitted on one entity's percent log returns."""
+    res = _arch_model(_returns(frame), cfg).fit(disp="off", show_warning=False)
+    return {k: float(v) for k, v in res.params.items()}
+
+
+def garch_variance(frame: pd.DataFrame, params: dict[str, float], cfg: GarchConfig,
+                   horizons: tuple[int, ...]) -> pd.DataFrame:
+    """``var_h{h}`` at every bar of one entity (timestamps as index), from returns up to that bar."""
+    series = _returns(frame)
+    am = _arch_model(series, cfg)
+    # JSON does not keep order: put the parameters in the model's own order
+    fixed = pd.Series(params)[_parameter_names(am)]
+    fc = am.fix(fixed).forecast(horizon=max(horizons), start=series.index[0], reindex=False).variance
+    cum = fc.to_numpy().cumsum(axis=1)
+    return pd.DataFrame({f"var_h{h}": cum[:, h - 1] for h in horizons}, index=fc.index)
+
+
+def on_entity(frame: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """``values`` (indexed by timestamp) on the (timestamp, entity) index of one entity's frame."""
+    entity = frame.index.get_level_values("entity")[0]
+    values = values.copy()
+    values.index = pd.MultiIndex.from_arrays([values.index, np.full(len(values), entity, dtype=object)],
+                                             names=["timestamp", "entity"])
+    return values
+
+
 class Garch(PerEntityModel):
     def fit_entity(self, frame: pd.DataFrame) -> dict[str, float]:
-        res = _arch_model(_returns(frame), self.config).fit(disp="off", show_warning=False)
-        return {k: float(v) for k, v in res.params.items()}
+        return fit_garch(frame, self.config)
 
     def predict_entity(self, frame: pd.DataFrame, params: dict[str, float]) -> pd.DataFrame:
-        horizons = self.require_task().horizons
-        series = _returns(frame)
-        am = _arch_model(series, self.config)
-        # JSON does not keep order: put the parameters in the model's own order
-        fixed = pd.Series(params)[_parameter_names(am)]
-        fc = am.fix(fixed).forecast(horizon=max(horizons), start=series.index[0], reindex=False).variance
-        cum = fc.to_numpy().cumsum(axis=1)
-        entity = frame.index.get_level_values("entity")[0]
-        index = pd.MultiIndex.from_arrays([fc.index, np.full(len(fc), entity, dtype=object)], names=["timestamp", "entity"])
-        return pd.DataFrame({f"var_h{h}": cum[:, h - 1] for h in horizons}, index=index)
+        return on_entity(frame, garch_variance(frame, params, self.config, self.require_task().horizons))
 
 
 Garch.spec = ModelSpec(
