@@ -98,7 +98,7 @@ def validate_panel(
     # order, with no hashing or grouping; anything else takes the general checks, which name the row
     if len(ent) and (ent == ent[0]).all() and bool((np.diff(ts.asi8) > 0).all()):
         _check_columns(panel, source, row_of)
-        return panel
+        return panel.copy(deep=False)  # a new frame, as sort_index gives the general path's callers
 
     dup = panel.index.duplicated()
     if dup.any():
