@@ -395,6 +395,18 @@ def synced_all(home: Path, n: int) -> None:
     assert wait_for(lambda: count() == n, timeout=20), f"{count()} of {n} rows in the spool"
 
 
+def replay_once_each(reg: Registry, home: Path, n: int) -> BatchLogWriter:
+    """A new writer on the killed child's TREUM_HOME writes its n predictions (and every third request) once each."""
+    writer = BatchLogWriter(reg.sessions)
+    writer.close()
+    ids = prediction_ids(reg.sessions)
+    assert len(ids) == n and set(ids) == {f"k{i}" for i in range(n)}, (len(ids), writer.stats())
+    requests = serving_ids(reg.sessions)
+    assert len(requests) == len(set(requests)) == len(range(0, n, 3))
+    assert spool_files(home) == []
+    return writer
+
+
 def kill(proc: subprocess.Popen) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -415,13 +427,8 @@ def test_kill_9_while_the_database_is_down_loses_no_synced_row(treum_home, tmp_p
     finally:
         kill(proc)
     reg = bring_up(url, treum_home)
-    writer = BatchLogWriter(reg.sessions)
-    writer.close()
-    ids = prediction_ids(reg.sessions)
-    assert len(ids) == n and set(ids) == {f"k{i}" for i in range(n)}, (len(ids), writer.stats())
-    requests = serving_ids(reg.sessions)
-    assert len(requests) == len(set(requests)) == len(range(0, n, 3))
-    assert writer.replayed == n + len(range(0, n, 3)) and spool_files(treum_home) == []
+    writer = replay_once_each(reg, treum_home, n)
+    assert writer.replayed == n + len(range(0, n, 3))
     reg.close()
 
 

@@ -24,6 +24,7 @@ from .test_logwriter import (
     kill,
     prediction,
     prediction_ids,
+    replay_once_each,
     serving,
     serving_ids,
     sessions_for,
@@ -211,11 +212,5 @@ def test_kill_9_while_postgres_refuses_then_a_new_writer_writes_every_row_once(p
     finally:
         kill(proc)
     reg = Registry(url=pg_url, home=treum_home)
-    writer = BatchLogWriter(reg.sessions)
-    writer.close()
-    ids = prediction_ids(reg.sessions)
-    assert len(ids) == n and set(ids) == {f"k{i}" for i in range(n)}, (len(ids), writer.stats())
-    requests = serving_ids(reg.sessions)
-    assert len(requests) == len(set(requests)) == len(range(0, n, 3))
-    assert spool_files(treum_home) == []
+    replay_once_each(reg, treum_home, n)
     reg.close()

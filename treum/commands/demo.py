@@ -9,6 +9,8 @@ rather than deploy a loser), and prints the registry and the audit check.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from treum.commands import run as stages
 from treum.commands.compose import compose_leaderboard, compose_plain, to_dict
@@ -51,7 +53,7 @@ def run() -> int:
         registry.close()
     registry = Registry()
     settings = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve))
-    _deploy_for_serving(registry, settings)
+    _deploy_for_serving(registry, settings, plugins.specs("tasks"))
     console.rule("[bold]registry")
     for m in registry.list_models():
         console.print(f"{m.model_name:16s} v{m.model_version:3s} {m.model_type:11s} {m.deployment_status:10s} {m.id}")
@@ -63,21 +65,14 @@ def run() -> int:
     return serve_once(settings)
 
 
-def serving_needs(registry: Registry, settings: ServeSettings) -> list[str]:
+def serving_needs(registry: Registry, settings: ServeSettings, tasks: Mapping[str, Any]) -> list[str]:
     """The model names the serving demo needs live: the regime model, each alias's model, the ensemble's members.
 
     A task's model is the one the serve config names, else its deployed (validated) model, else the
     registered one with the best walk-forward score on the task's primary metric (never a second model
     beside a deployed one: the task's route would not know which to answer with).
     """
-    tasks = None
-
     def score(m, task: str) -> float:
-        nonlocal tasks
-        if tasks is None:
-            from treum.core.plugins import create_plugin_registry
-
-            tasks = create_plugin_registry().specs("tasks")
         spec = tasks.get(task)
         value = ((m.custom_metrics or {}).get("walk_forward") or {}).get(spec.primary_metric) if spec else None
         if value is None:
@@ -103,10 +98,10 @@ def serving_needs(registry: Registry, settings: ServeSettings) -> list[str]:
     return [n for n in dict.fromkeys(needed) if n]
 
 
-def _deploy_for_serving(registry: Registry, settings: ServeSettings) -> None:
+def _deploy_for_serving(registry: Registry, settings: ServeSettings, tasks: Mapping[str, Any]) -> None:
     """The combined signal needs its regime model and members live. Where none beat its baselines,
     the demo deploys the newest version anyway, with --force and a reason in the audit log, and says so."""
-    for name in serving_needs(registry, settings):
+    for name in serving_needs(registry, settings, tasks):
         if registry.live(name) is not None:
             continue
         newest = registry.get(name)

@@ -61,10 +61,9 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _design(frame: pd.DataFrame, base: pd.DataFrame, h: int) -> pd.DataFrame:
-    x = features(frame).reindex(base.index)
-    x[f"log_garch_h{h}"] = np.log(base[f"var_h{h}"])
-    return x
+def _design(feats: pd.DataFrame, base: pd.DataFrame, h: int) -> pd.DataFrame:
+    """The features (computed once per frame) beside the log GARCH forecast at horizon ``h``."""
+    return feats.assign(**{f"log_garch_h{h}": np.log(base[f"var_h{h}"])})
 
 
 class GarchHybrid(PerEntityModel):
@@ -75,12 +74,13 @@ class GarchHybrid(PerEntityModel):
         horizons = self.require_task().horizons
         garch = fit_garch(frame, cfg.garch)
         base = garch_variance(frame, garch, cfg.garch, horizons)
+        feats = features(frame).reindex(base.index)
         boosters = {}
         for h in horizons:
             target = f"target_var_h{h}"
             if target not in frame.columns:
                 raise ValueError(f"garch_hybrid learns its correction from '{target}', which the training rows lack")
-            x = _design(frame, base, h)
+            x = _design(feats, base, h)
             rv = frame[target].droplevel("entity").reindex(base.index)
             with np.errstate(divide="ignore", invalid="ignore"):  # a zero realised variance: not a row
                 y = np.log(rv / base[f"var_h{h}"])
@@ -97,17 +97,25 @@ class GarchHybrid(PerEntityModel):
                                 "columns": list(x.columns)}
         return {"garch": garch, "boosters": boosters}
 
-    def predict_entity(self, frame: pd.DataFrame, params: dict) -> pd.DataFrame:
+    def _booster(self, text: str):
+        """A booster parsed from its saved text once, not on every prediction (serving asks per request)."""
         import lightgbm as lgb
 
+        cache = self.__dict__.setdefault("_boosters", {})
+        if text not in cache:
+            cache[text] = lgb.Booster(model_str=text)
+        return cache[text]
+
+    def predict_entity(self, frame: pd.DataFrame, params: dict) -> pd.DataFrame:
         cfg = self.config
         horizons = self.require_task().horizons
         base = garch_variance(frame, params["garch"], cfg.garch, horizons)
+        feats = features(frame).reindex(base.index)
         out = {}
         for h in horizons:
             b = params["boosters"][str(h)]
-            booster = lgb.Booster(model_str=b["model"])
-            x = _design(frame, base, h)[b["columns"]]
+            booster = self._booster(b["model"])
+            x = _design(feats, base, h)[b["columns"]]
             correction = np.full(len(x), np.nan)
             ok = x.notna().all(axis=1).to_numpy()
             if ok.any():
