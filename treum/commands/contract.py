@@ -48,7 +48,7 @@ def example_frame(plugins: Any, spec: Any, panel: bool = False) -> pd.DataFrame:
     data = plugins.dataset(ex.panel if panel else ex.data).load({"start": ex.start, "end": ex.end})
     if panel and ex.entities:
         data = data[data.index.get_level_values("entity").isin(ex.entities)]
-    feats = plugins.feature_set("technical").compute(data, {})
+    feats = plugins.feature_set(ex.features).compute(data, {})
     return data.join(feats).join(task_of(plugins, spec).make_targets(data))
 
 

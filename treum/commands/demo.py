@@ -20,17 +20,17 @@ from treum.registry.store import Registry
 from treum.serve.settings import ServeSettings
 
 
-def demo_runs(plugins) -> list[tuple[str, str]]:
-    """(task, data set) for every registered task that names its demo data and has a model."""
-    return [(name, spec.data) for name, spec in plugins.specs("tasks").items()
+def demo_runs(plugins) -> list[tuple[str, str, list[str]]]:
+    """(task, data set, extra overrides) for every registered task that names its demo data and has a model."""
+    return [(name, spec.data, list(spec.demo)) for name, spec in plugins.specs("tasks").items()
             if spec.data and stages.models_of_task(plugins, name)]
 
 
 def run() -> int:
     plugins = create_plugin_registry()
     deployed = []
-    for task, data in demo_runs(plugins):
-        overrides = [f"task={task}", f"data={data}"]
+    for task, data, extra in demo_runs(plugins):
+        overrides = [f"task={task}", f"data={data}", *extra]
         cfg = compose_leaderboard(overrides, plugins)
         names = stages.models_of_task(plugins, task)
         n_base = len(plugins.task(task).baselines)

@@ -67,7 +67,8 @@ class TaskExample:
 
     ``data`` is a registered data set, ``start``/``end`` bound it, ``config`` overrides the
     task's config. ``panel``/``entities`` name a data set with several entities, on which
-    every model that declares ``multi_asset`` is checked.
+    every model that declares ``multi_asset`` is checked. ``features`` is the feature set
+    the example is computed with (a task whose models read other features names its own).
     """
 
     data: str
@@ -76,6 +77,7 @@ class TaskExample:
     config: Mapping[str, Any] = field(default_factory=dict)
     panel: str | None = None
     entities: tuple[str, ...] = ()
+    features: str = "technical"
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,10 @@ class TaskSpec:
     question that depends on its config (labels, prediction columns, scoring).
     ``headline`` lists the leaderboard's columns; ``reference`` is the label of the
     baseline that every other row is compared with (``Task.compare``), if any.
-    ``data`` is the data set the task is demonstrated on (``treum demo``).
+    ``data`` is the data set the task is demonstrated on (``treum demo``); ``demo`` lists the
+    Hydra overrides of that run beyond ``task=`` and ``data=`` (``("features=cross_asset",)``,
+    ``("experiment=forecast_macro",)``): a task whose data, features or horizons differ from
+    the defaults says so here, never in the demo's code.
     """
 
     name: str
@@ -101,6 +106,7 @@ class TaskSpec:
     example: TaskExample
     reference: str | None = None
     data: str | None = None
+    demo: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         labels = [b.label for b in self.baselines]

@@ -1,0 +1,1 @@
+"""macro data set (being written; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""cross-asset features (being written; registers nothing yet)."""

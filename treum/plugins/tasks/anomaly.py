@@ -1,0 +1,1 @@
+"""anomaly task (being written; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""cross_section task (being written; registers nothing yet)."""

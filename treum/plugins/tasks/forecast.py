@@ -1,0 +1,1 @@
+"""forecast task (being written; registers nothing yet)."""

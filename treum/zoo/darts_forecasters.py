@@ -1,0 +1,1 @@
+"""darts forecasters (being written; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""MarketGNN (being written; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""regime classifier (being written; registers nothing yet)."""

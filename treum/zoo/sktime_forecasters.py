@@ -1,0 +1,1 @@
+"""sktime forecasters (being written; registers nothing yet)."""

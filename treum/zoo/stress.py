@@ -1,0 +1,1 @@
+"""stress detectors (being written; registers nothing yet)."""
