@@ -46,6 +46,9 @@ def test_every_config_file_composes_and_validates(group, choice):
         ServeSettings.from_config(node)
     elif group == "experiment":
         build_spec_config(_REG.task(cfg.task.name), to_dict(cfg.task), "task")
+    elif group == "zoo":  # every entry names a registered model and is a valid config of it
+        for model, values in (node or {}).items():
+            build_spec_config(_REG.model(model), {**to_dict(compose_plain([f"model={model}"], _REG).model), **values})
 
 
 @pytest.mark.parametrize("name", sorted(c for g, c in CHOICES if g == "data" and c != "csv"))
@@ -61,3 +64,16 @@ def test_every_model_and_task_has_its_yaml():
         for name in _REG.specs(kind):
             cfg = compose_plain([f"{group}={name}"], _REG)
             assert cfg[group].name == name
+
+
+def test_the_full_zoo_replaces_the_small_defaults_under_the_command_line():
+    from treum.commands.compose import model_config
+
+    full = to_dict(compose_plain(["zoo=full"], _REG).zoo)
+    small = model_config(_REG, "ts_transformer", [], own=False)
+    big = model_config(_REG, "ts_transformer", ["experiment=full_zoo"], own=False)
+    assert big.d_model == full["ts_transformer"]["d_model"] != small.d_model
+    mine = model_config(_REG, "ts_transformer", ["zoo=full", "model.d_model=8"], own=True)
+    assert mine.d_model == 8 and mine.max_epochs == full["ts_transformer"]["max_epochs"]
+    # a baseline's fixed overrides still win over the size (a baseline is the same at every size)
+    assert model_config(_REG, "ts_transformer", ["zoo=full"], {"d_model": 4}).d_model == 4

@@ -209,8 +209,20 @@ def model_config(plugins: PluginRegistry, name: str, base_overrides: list[str], 
     else:  # its own YAML: an experiment bundle's or the command line's model.* belong to the run's model only
         keep = [o for o in base_overrides if o.lstrip("+~").split("=")[0] == "seed"]
     cfg = _compose_once(keep + [f"model={name}"], plugins, {"model": model_fields(plugins, name)})
-    values = {**to_dict(cfg.model), **(extra or {})}
+    # the zoo size's settings of this model (``experiment=full_zoo``), under what the command line set itself
+    explicit = {o.lstrip("+~").split("=", 1)[0][len("model."):] for o in keep if o.lstrip("+~").startswith("model.")}
+    sized = {k: v for k, v in zoo_settings(plugins, base_overrides).get(name, {}).items() if k not in explicit}
+    values = {**to_dict(cfg.model), **sized, **(extra or {})}
     return build_spec_config(plugins.model(name), values)
+
+
+def zoo_settings(plugins: PluginRegistry, overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-model settings of the run's zoo size (``conf/zoo/``: ``demo``, the small default, or ``full``,
+    which ``experiment=full_zoo`` chooses): ``{model name: {key: value}}``."""
+    if not any(o.lstrip("+~").split("=")[0] in ("zoo", "experiment") for o in overrides):
+        return {}
+    kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] != "model"]
+    return to_dict(_compose_once(kept, plugins, {}).get("zoo")) or {}
 
 
 def expand_multirun(overrides: Sequence[str]) -> list[list[str]]:

@@ -78,18 +78,39 @@ def forward_filter(x: np.ndarray, startprob: np.ndarray, transmat: np.ndarray, m
     return np.exp(out)
 
 
+def state_classes(mean_returns: np.ndarray, bear: int) -> list[int]:
+    """Each state's class for three classes: the bear state, the other state with the highest mean
+    return is bull, the rest sideways (with two classes only the bear state counts)."""
+    from treum.plugins.tasks.regime import BEAR, BULL, SIDEWAYS
+
+    others = [k for k in range(len(mean_returns)) if k != bear]
+    bull = max(others, key=lambda k: mean_returns[k])
+    return [BEAR if k == bear else BULL if k == bull else SIDEWAYS for k in range(len(mean_returns))]
+
+
+def class_probabilities(probs: np.ndarray, params: dict, task, index: pd.Index) -> pd.DataFrame:
+    """The task's class columns from filtered state probabilities: summed over the states of each class."""
+    from treum.plugins.tasks.regime import CLASS_COLUMNS
+
+    if len(task.prediction_columns()) == 1:
+        return pd.DataFrame({"p_bear": probs[:, int(params["bear_state"])]}, index=index)
+    mapping = np.asarray(params["state_class"])
+    return pd.DataFrame({CLASS_COLUMNS[c]: probs[:, mapping == c].sum(axis=1) for c in task.classes}, index=index)
+
+
 class HMMRegime(PerEntityModel):
     def fit_entity(self, frame: pd.DataFrame) -> dict:
         from hmmlearn.hmm import GaussianHMM
 
         cfg = self.config
+        n_states = self.n_states()
         x = _observations(frame, cfg.smoothing, cfg.vol_window).to_numpy()
-        if len(x) < 10 * cfg.n_states:
-            raise ValueError(f"hmm_regime needs at least {10 * cfg.n_states} bars of observations to fit "
-                             f"{cfg.n_states} states, got {len(x)}")
+        if len(x) < 10 * n_states:
+            raise ValueError(f"hmm_regime needs at least {10 * n_states} bars of observations to fit "
+                             f"{n_states} states, got {len(x)}")
         best, best_ll = None, -np.inf
         for k in range(cfg.n_init):
-            hmm = GaussianHMM(n_components=cfg.n_states, covariance_type="full", n_iter=cfg.n_iter,
+            hmm = GaussianHMM(n_components=n_states, covariance_type="full", n_iter=cfg.n_iter,
                               random_state=cfg.seed + k)
             hmm.fit(x)
             ll = hmm.score(x)
@@ -101,7 +122,11 @@ class HMMRegime(PerEntityModel):
         bear = int(np.argmax(means[:, 1]) if cfg.bear_state == "high_vol" else np.argmin(means[:, 0]))
         return {"startprob": best.startprob_.tolist(), "transmat": best.transmat_.tolist(),
                 "means": means.tolist(), "covars": np.asarray(best.covars_).tolist(), "bear_state": bear,
-                "log_likelihood": float(best_ll)}
+                "state_class": state_classes(means[:, 0], bear), "log_likelihood": float(best_ll)}
+
+    def n_states(self) -> int:
+        """The configured states, at least one per class of the task."""
+        return max(self.config.n_states, len(self.require_task().prediction_columns()) if self.task else 2)
 
     def predict_entity(self, frame: pd.DataFrame, params: dict) -> pd.DataFrame:
         obs = _observations(frame, self.config.smoothing, self.config.vol_window)
@@ -110,7 +135,7 @@ class HMMRegime(PerEntityModel):
         entity = frame.index.get_level_values("entity")[0]
         idx = pd.MultiIndex.from_arrays([obs.index, np.full(len(obs), entity, dtype=object)],
                                         names=["timestamp", "entity"])
-        return pd.DataFrame({"p_bear": probs[:, int(params["bear_state"])]}, index=idx)
+        return class_probabilities(probs, params, self.require_task(), idx)
 
 
 HMMRegime.spec = ModelSpec(

@@ -17,6 +17,7 @@ from treum.core.hookspecs import hookimpl
 from treum.core.model import PerEntityModel
 from treum.core.specs import ModelSpec
 from treum.core.targets import log_returns
+from treum.zoo.hmm_regime import class_probabilities, state_classes
 
 
 @dataclass
@@ -48,8 +49,12 @@ def _model(series: pd.Series, k: int):
 
 
 class MarkovRegime(PerEntityModel):
+    def k(self) -> int:
+        """The configured regimes, at least one per class of the task."""
+        return max(self.config.k_regimes, len(self.require_task().prediction_columns()) if self.task else 2)
+
     def fit_entity(self, frame: pd.DataFrame) -> dict:
-        k = self.config.k_regimes
+        k = self.k()
         res = _model(_series(frame, self.config.smoothing), k).fit(
             search_reps=self.config.search_reps, disp=False, rng=self.config.seed
         )
@@ -58,15 +63,15 @@ class MarkovRegime(PerEntityModel):
         means = np.array([params[names.index(f"const[{i}]")] for i in range(k)])
         variances = np.array([params[names.index(f"sigma2[{i}]")] for i in range(k)])
         bear = int(np.argmax(variances) if self.config.bear_state == "high_variance" else np.argmin(means))
-        return {"params": params.tolist(), "bear_state": bear}
+        return {"params": params.tolist(), "bear_state": bear, "k": k, "state_class": state_classes(means, bear)}
 
     def predict_entity(self, frame: pd.DataFrame, params: dict) -> pd.DataFrame:
         s = _series(frame, self.config.smoothing)
-        res = _model(s, self.config.k_regimes).filter(np.asarray(params["params"]))
-        p_bear = np.asarray(res.filtered_marginal_probabilities)[:, int(params["bear_state"])]
+        res = _model(s, int(params.get("k", self.config.k_regimes))).filter(np.asarray(params["params"]))
+        probs = np.asarray(res.filtered_marginal_probabilities)
         entity = frame.index.get_level_values("entity")[0]
         idx = pd.MultiIndex.from_arrays([s.index, np.full(len(s), entity, dtype=object)], names=["timestamp", "entity"])
-        return pd.DataFrame({"p_bear": p_bear}, index=idx)
+        return class_probabilities(probs, params, self.require_task(), idx)
 
 
 MarkovRegime.spec = ModelSpec(
