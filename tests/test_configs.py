@@ -77,3 +77,13 @@ def test_the_full_zoo_replaces_the_small_defaults_under_the_command_line():
     assert mine.d_model == 8 and mine.max_epochs == full["ts_transformer"]["max_epochs"]
     # a baseline's fixed overrides still win over the size (a baseline is the same at every size)
     assert model_config(_REG, "ts_transformer", ["zoo=full"], {"d_model": 4}).d_model == 4
+
+
+def test_task_keys_of_the_models_task_compose_without_naming_the_task():
+    """`treum train model=regime_classifier task.classes=3`: the task follows the model, its keys too."""
+    from treum.commands.compose import compose_run, model_config
+
+    cfg = compose_run(["model=regime_classifier", "data=sp500_index", "task.classes=3"], _REG)
+    assert cfg.task.name == "regime" and cfg.task.classes == 3
+    config = model_config(_REG, "regime_classifier", ["task.classes=3", "zoo=full"], own=True)
+    assert config.n_estimators == to_dict(compose_plain(["zoo=full"], _REG).zoo)["regime_classifier"]["n_estimators"]

@@ -304,13 +304,13 @@ def test_a_task_switched_off_by_plugins_toml_is_named_with_its_plugin(tmp_path):
         create_plugin_registry(
             _isolated("my_tasks", source=source),
             extra_plugins=[
-                ("my_tasks", _plugin(treum_tasks=[_task("forecast")])),
+                ("my_tasks", _plugin(treum_tasks=[_task("nowcast")])),
                 ("more_tasks", _plugin(treum_tasks=[_task("direction")])),
-                ("my_plugin", _plugin(treum_models=[_model("foo", "forecast")])),
+                ("my_plugin", _plugin(treum_models=[_model("foo", "nowcast")])),
             ],
         )
     assert str(err.value) == (
-        f"plugin 'my_plugin' registers model 'foo' for task 'forecast', which plugin 'my_tasks' provides "
+        f"plugin 'my_plugin' registers model 'foo' for task 'nowcast', which plugin 'my_tasks' provides "
         f"but plugins.toml ({source}) disables; remove it from 'disable' to use it"
     )
 

@@ -44,14 +44,15 @@ def fit_and_register(registry: Registry, plugins, name: str, tmp: Path, end: str
     cfg = compose_plain([f"model={name}"], plugins)
     config = build_spec_config(spec, {**to_dict(cfg.model), **FAST.get(name, {}), **overrides})
     panel = slice_time(plugins.dataset(data).load({}), end=pd.Timestamp(end))
-    frame = panel.join(plugins.feature_set("technical").compute(panel, {})).join(task.make_targets(panel))
+    features = example.features  # the feature set its task's models read (technical, cross_asset, ...)
+    frame = panel.join(plugins.feature_set(features).compute(panel, {})).join(task.make_targets(panel))
     model = build_model(spec, config, task).fit(frame)
     path = model.save(tmp / f"{name}-{end}-{len(overrides)}-{json.dumps(task_config, sort_keys=True)}")
     metrics = {"auc": 0.5, "n": float(len(frame))}
     return registry.register(
         name=name, task=spec.task, family=spec.family, config=config_dict(config),
         artifact_dir=path, metrics=metrics, performance=task.performance_row(metrics), baselines={}, validated=True, data_version="test",
-        metadata={"data": data, "features": "technical", "capabilities": sorted(spec.capabilities),
+        metadata={"data": data, "features": features, "capabilities": sorted(spec.capabilities),
                   "task_config": task.config_dict(),
                   "entities": sorted(map(str, panel.index.get_level_values("entity").unique()))},
     )

@@ -92,7 +92,8 @@ def test_every_registered_task_answers_in_its_own_columns(task, serve_home, serv
         values = {c: body[c] for c in version_task.prediction_columns()}
         assert version_task.check_predictions(pd.DataFrame([values])) == []
         assert body["label"] == version_task.label(values)
-        assert {k: body[k] for k in version_task.describe(values)} == pytest.approx(version_task.describe(values))
+        for field, value in version_task.describe(values).items():  # numbers, lists of numbers (intervals), words
+            assert body[field] == (value if isinstance(value, str) else pytest.approx(value)), field
         assert (body["task"], body["instrument"], body["model"], body["model_id"]) == (task, instrument, live.name,
                                                                                         live.id)
         assert body["cached"] is False and client.post(f"{API}/predict/{task}",
@@ -274,3 +275,32 @@ def test_weights_missing_for_the_regimes_label_is_a_503(serve_home, serve_plugin
         assert "says 'bear', and serve.ensemble.weights has no entry for it (entries: bull)" in r.json()["error"]
     finally:
         svc.close()
+
+
+class _Raising(Fixed):
+    """A stand-in that refuses its input the way a model does (a TreumError naming what is wrong)."""
+
+    error: Exception = RuntimeError()
+
+    def predict(self, data: pd.DataFrame) -> pd.DataFrame:
+        raise self.error
+
+
+@pytest.mark.parametrize("error,status", [
+    ("treum", 422), ("integrity", 503),
+])
+def test_a_models_own_error_on_its_input_is_a_422_and_a_broken_artifact_a_503(service, client, error, status):
+    from treum.core.errors import ArtifactIntegrityError, TreumError
+
+    live = service.live["markov_regime"]
+    model = _Raising(live.model.spec, getattr(live.model, "task", None))
+    model.error = (TreumError("it has no parameters for 'SP500'") if error == "treum"
+                   else ArtifactIntegrityError("/secret/path/model.txt changed"))
+    live.model = model
+    r = client.post(f"{API}/predict/regime", json={"instrument": "SP500"})
+    assert r.status_code == status, r.text
+    message = r.json()["error"]
+    if status == 422:
+        assert "no parameters for 'SP500'" in message
+    else:
+        assert "/secret/path" not in message and "ArtifactIntegrityError" in message

@@ -138,6 +138,11 @@ def compose_run(overrides: Sequence[str], plugins: PluginRegistry) -> DictConfig
     if chosen_model is None:  # the root config's default model, for the hint of the first composition
         chosen_model = str(_compose_once([], plugins, {}).model.name)
     hint = {"model": model_fields(plugins, chosen_model)}
+    if not any(o.split("=", 1)[0].lstrip("+~") == "task" for o in overrides):
+        try:  # the task follows the model from the start, so that task.* overrides name its keys
+            overrides = [f"task={plugins.model(chosen_model).task}", *overrides]
+        except PluginError:
+            pass  # an unknown model: the composition below names it with a suggestion
     cfg = _compose_once(overrides, plugins, hint)
     hint = {k: list(v.keys()) for k, v in cfg.items() if isinstance(v, DictConfig)}
     hint["model"] = model_fields(plugins, cfg.model.name)
@@ -208,20 +213,26 @@ def model_config(plugins: PluginRegistry, name: str, base_overrides: list[str], 
         keep = [o for o in base_overrides if not o.lstrip("+~").startswith("model=")]
     else:  # its own YAML: an experiment bundle's or the command line's model.* belong to the run's model only
         keep = [o for o in base_overrides if o.lstrip("+~").split("=")[0] == "seed"]
+    if not any(o.lstrip("+~").split("=")[0] == "task" for o in keep):  # task.* overrides name the model's task's keys
+        keep = [f"task={plugins.model(name).task}", *keep]
     cfg = _compose_once(keep + [f"model={name}"], plugins, {"model": model_fields(plugins, name)})
     # the zoo size's settings of this model (``experiment=full_zoo``), under what the command line set itself
     explicit = {o.lstrip("+~").split("=", 1)[0][len("model."):] for o in keep if o.lstrip("+~").startswith("model.")}
-    sized = {k: v for k, v in zoo_settings(plugins, base_overrides).get(name, {}).items() if k not in explicit}
+    sized = {k: v for k, v in zoo_settings(plugins, base_overrides, plugins.model(name).task).get(name, {}).items()
+             if k not in explicit}
     values = {**to_dict(cfg.model), **sized, **(extra or {})}
     return build_spec_config(plugins.model(name), values)
 
 
-def zoo_settings(plugins: PluginRegistry, overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+def zoo_settings(plugins: PluginRegistry, overrides: Sequence[str], task: str | None = None) -> dict[str, dict[str, Any]]:
     """Per-model settings of the run's zoo size (``conf/zoo/``: ``demo``, the small default, or ``full``,
-    which ``experiment=full_zoo`` chooses): ``{model name: {key: value}}``."""
+    which ``experiment=full_zoo`` chooses): ``{model name: {key: value}}``. ``task`` is the run's task
+    when the overrides do not choose one (their ``task.*`` keys are that task's)."""
     if not any(o.lstrip("+~").split("=")[0] in ("zoo", "experiment") for o in overrides):
         return {}
     kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] != "model"]
+    if task and not any(o.lstrip("+~").split("=")[0] == "task" for o in kept):
+        kept = [f"task={task}", *kept]
     return to_dict(_compose_once(kept, plugins, {}).get("zoo")) or {}
 
 

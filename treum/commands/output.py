@@ -87,7 +87,8 @@ def print_leaderboard(title: str, table: pd.DataFrame, columns: tuple[str, ...])
         console.print(
             f"[yellow]! {row['model']} is scored on {fmt(row['n'])} rows, the others on up to {fmt(most)}"
             + (f"; it left {fmt(row['empty'])} test rows without a prediction" if row.get("empty") else "")
-            + " (a model that needs history before each row must declare the 'sequential' capability)[/]"
+            + " (not comparable on those rows: the model may need history and not declare 'sequential', "
+              "its data may not cover the test, or the task could not score some of its answers)[/]"
         )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from treum.core.errors import NotFoundError, did_you_mean
+from treum.core.errors import ArtifactIntegrityError, NotFoundError, RegistryError, TreumError, did_you_mean
 from treum.core.task import Task
 from treum.registry.schema import MLModel
 from treum.registry.store import Registry
@@ -363,7 +363,11 @@ class Service:
                                     source.digest, None)
         except RequestError:
             raise
-        except (ValueError, KeyError) as exc:  # the model's own word on its input (e.g. an instrument it does not know)
+        except (ValueError, KeyError, TreumError) as exc:  # the model's own word on its input (e.g. an instrument
+            if isinstance(exc, (ArtifactIntegrityError, RegistryError)):  # it does not know); never its own faults
+                log.warning("%s failed for %s: %s: %s", live.label, source.instrument, type(exc).__name__, exc)
+                raise RequestError(503, f"{live.name} failed to answer for {source.instrument} as of {source.last} "
+                                        f"({type(exc).__name__}; details in the server log)") from None
             raise RequestError(422, f"{live.name} cannot answer for {source.instrument} as of {source.last}: {exc}") from None
         except Exception as exc:
             log.warning("%s failed for %s: %s: %s", live.label, source.instrument, type(exc).__name__, exc)

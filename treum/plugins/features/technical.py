@@ -65,7 +65,9 @@ def compute(panel: pd.DataFrame, cfg: Any) -> pd.DataFrame:
     merged = dict(DEFAULTS)
     if cfg is not None:
         merged.update({k: v for k, v in dict(cfg).items() if k != "name"})
-    parts = [_one_entity(g, merged) for _, g in panel.groupby(level="entity", sort=False)]
+    # a series that is not a price (a rate, a growth figure) can be zero or negative: its log features are NaN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        parts = [_one_entity(g, merged) for _, g in panel.groupby(level="entity", sort=False)]
     frame = pd.concat(parts).reindex(panel.index)
     return frame.replace([np.inf, -np.inf], np.nan)
 

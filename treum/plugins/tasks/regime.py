@@ -280,8 +280,8 @@ class Regime(Task):
         """``actual`` is the dated regime of that bar: 1 for bear, 0 for bull (2 for sideways, three classes)."""
         allowed = (BULL, BEAR) if self.config.classes == 2 else (BULL, BEAR, SIDEWAYS)
         if actual not in allowed:
-            names = ", ".join(f"{c} ({CLASS_NAMES[c]})" for c in allowed)
-            raise ValueError(f"a regime outcome is one of {names}, got {actual}")
+            names = "1 (bear) or 0 (bull)" if self.config.classes == 2 else "1 (bear), 0 (bull) or 2 (sideways)"
+            raise ValueError(f"a regime outcome is {names}, got {actual}")
         p = logged.get("prediction_probability")
         if p is None:
             return None, None
