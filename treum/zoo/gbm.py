@@ -35,6 +35,8 @@ class GBMDirectionConfig:
 
 
 class GBMDirection(FeatureModel):
+    prediction = "p_up"  # the column it answers in (subclasses of other tasks rename it)
+
     def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> None:
         import lightgbm as lgb
 
@@ -68,7 +70,8 @@ class GBMDirection(FeatureModel):
 
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
         best = self.booster_.best_iteration or None
-        return predict_rows(data, self.features_, lambda x: self.booster_.predict(x, num_iteration=best), "p_up")
+        return predict_rows(data, self.features_, lambda x: self.booster_.predict(x, num_iteration=best),
+                            self.prediction)
 
     def feature_importance(self) -> pd.Series:
         gain = self.booster_.feature_importance(importance_type="gain")

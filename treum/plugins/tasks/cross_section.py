@@ -20,19 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from treum.core.estimators import FeatureModel, JsonStateModel, predict_rows
+from treum.core.estimators import JsonStateModel
 from treum.core.hookspecs import hookimpl
 from treum.core.metrics import block_bootstrap_ci
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.targets import forward_return
 from treum.core.task import Task
+from treum.zoo.gbm import GBMDirection
 
 TRADING_DAYS = 252
 
@@ -336,8 +336,10 @@ def _ranked_rows(data: pd.DataFrame, features: list[str], relevance: bool) -> tu
     return sub[features].to_numpy(dtype=float), y, groups
 
 
-class GBMTechnical(FeatureModel):
+class GBMTechnical(GBMDirection):
     """LightGBM on the technical features, trained on the day's percentile rank of the forward return."""
+
+    prediction = "score"
 
     def fit(self, data, valid=None):
         import lightgbm as lgb
@@ -364,23 +366,7 @@ class GBMTechnical(FeatureModel):
         self.booster_ = lgb.train(params, train_set, num_boost_round=cfg.n_estimators, valid_sets=valid_sets,
                                   callbacks=callbacks)
 
-    def predict(self, data):
-        best = self.booster_.best_iteration or None
-        return predict_rows(data, self.features_, lambda x: self.booster_.predict(x, num_iteration=best), "score")
-
-    def feature_importance(self) -> pd.Series:
-        gain = self.booster_.feature_importance(importance_type="gain")
-        return pd.Series(gain / max(gain.sum(), 1e-12), index=self.features_).sort_values(ascending=False)
-
-    def save_weights(self, directory: Path) -> None:
-        self.booster_.save_model(str(directory / "model.txt"))
-        self.save_features(directory)
-
-    def load_weights(self, directory: Path) -> None:
-        import lightgbm as lgb
-
-        self.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
-        self.load_features(directory)
+    # predict, feature_importance, save_weights and load_weights: GBMDirection's, in column ``score``
 
 
 def _baseline(name, cls, desc, config_cls, caps, family="baseline") -> ModelSpec:
