@@ -22,7 +22,11 @@ RUN_COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+BUILTIN_COMMANDS = ("registry", "plugins", "data", "serve", "demo")
+
+
+def build_parser(plugin_registry: object = None) -> argparse.ArgumentParser:
+    """The parser of the management commands, and of the plugins' commands when ``plugin_registry`` is given."""
     from treum.commands import data, plugins, registry, serve
 
     p = argparse.ArgumentParser(
@@ -39,7 +43,34 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser(sub)
     serve.add_parser(sub)
     sub.add_parser("demo", help="train and evaluate the zoo on packaged data, register, print leaderboards, serve")
+    if plugin_registry is not None:
+        _add_plugin_commands(sub, plugin_registry)
     return p
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction, plugins: object) -> None:
+    from treum.core.errors import PluginError
+
+    for name, spec in plugins.specs("commands").items():  # type: ignore[attr-defined]
+        if name in RUN_COMMANDS or name in BUILTIN_COMMANDS:
+            owner = plugins.owner("commands", name)  # type: ignore[attr-defined]
+            raise PluginError(f"plugin '{owner}' registers the command '{name}', which treum has built in; "
+                              "rename it, or disable the plugin in plugins.toml")
+        parser = sub.add_parser(name, help=spec.help, description=spec.help)
+        parser.add_argument("--url", default=None,
+                            help="registry database URL (default: $TREUM_REGISTRY_URL or SQLite in $TREUM_HOME)")
+        spec.configure(parser)
+        parser.set_defaults(plugin_command=spec)
+
+
+def _run_plugin_command(args: argparse.Namespace, plugin_registry: object) -> int:
+    from treum.commands.host import CommandHost
+
+    host = CommandHost(plugin_registry, getattr(args, "url", None))
+    try:
+        return int(args.plugin_command.run(args, host) or 0)
+    finally:
+        host.close()
 
 
 def _run(command: str, argv: list[str]) -> int:
@@ -63,7 +94,7 @@ def _complete(argv: list[str]) -> int:
     if len(words) > 2:  # past the command name: the management commands take flags, not Hydra overrides
         return 0
     partial = words[1] if len(words) > 1 else ""
-    names = [*RUN_COMMANDS, "registry", "plugins", "data", "serve", "demo"]
+    names = [*RUN_COMMANDS, *BUILTIN_COMMANDS]
     print(" ".join(n for n in names if n.startswith(partial)))
     return 0
 
@@ -77,7 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command in RUN_COMMANDS:
             return _run(command, argv[1:])
-        args = build_parser().parse_args(argv)
+        plugin_registry = None
+        if command not in BUILTIN_COMMANDS:  # a plugin's command, or --help: the plugins' commands are listed
+            from treum.core.plugins import create_plugin_registry
+
+            plugin_registry = create_plugin_registry()
+        args = build_parser(plugin_registry).parse_args(argv)
+        if getattr(args, "plugin_command", None) is not None:
+            return _run_plugin_command(args, plugin_registry)
         if getattr(args, "actor", "-") is None:
             from treum.commands.compose import login_name
 

@@ -114,7 +114,8 @@ def test_an_unknown_scope_is_refused_at_start_up():
 @pytest.mark.parametrize("path,methods,clashes_with", [
     ("/health", ("GET",), "GET /api/v1/ml/health"),
     ("/predict/{what}", ("POST",), "POST /api/v1/ml/predict/price"),
-    ("/predict/sentiment", ("POST",), "POST /api/v1/ml/predict/{task}"),
+    ("/predict/direction", ("POST",), "POST /api/v1/ml/predict/{task}"),  # a task's own route
+    ("/predict/batch", ("POST",), "POST /api/v1/ml/predict/batch"),
     ("/models/{model_id}", ("GET",), "GET /api/v1/ml/models/{model_id}"),
 ])
 def test_a_plugin_route_that_clashes_with_a_built_in_one_is_refused_at_start_up(path, methods, clashes_with):
@@ -124,6 +125,23 @@ def test_a_plugin_route_that_clashes_with_a_built_in_one_is_refused_at_start_up(
     message = str(err.value)
     assert "plugin 'route_plugin' registers serve route 'shadow'" in message
     assert f"clashes with the built-in route {clashes_with}" in message
+
+
+def test_a_static_path_no_task_answers_is_mounted_ahead_of_the_predict_template(serve_home):
+    app = create_app(lambda: None, _plugins(ServeRouteSpec("risk", "/predict/some-risk", echo, ("POST",), scope=None)))
+    paths = [getattr(r, "path", "") for r in app.routes]
+    assert paths.index("/api/v1/ml/predict/some-risk") < paths.index("/api/v1/ml/predict/{task}")
+    client = TestClient(app)
+    assert client.post(f"{API}/predict/some-risk", json={"a": 1}).json() == {"echo": {"a": 1}}
+
+
+def test_an_alias_that_a_plugin_route_hides_is_refused(serve_home):
+    from treum.core.errors import ConfigError
+
+    plugins = _plugins(ServeRouteSpec("risk", "/predict/some-risk", echo, ("POST",)))
+    with pytest.raises(ConfigError, match="serve.aliases.some-risk: /predict/some-risk is a plugin's route"):
+        Service(settings(aliases={"some-risk": {"task": "volatility"}}), Registry(home=serve_home), plugins,
+                start_refresher=False)
 
 
 def test_a_route_on_another_method_or_a_path_without_a_slash(serve_home):

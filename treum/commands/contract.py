@@ -34,7 +34,8 @@ from treum.core.model import build_model, load_model
 from treum.core.task import Task, build_task
 
 # smaller settings so that the contract runs in seconds; quality floors use the shipped configs
-FAST = {"ts_transformer": {"max_epochs": 2, "d_model": 16, "window": 16}, "markov_regime": {"search_reps": 1}}
+FAST = {"ts_transformer": {"max_epochs": 2, "d_model": 16, "window": 16}, "markov_regime": {"search_reps": 1},
+        "rl_portfolio": {"total_timesteps": 1000}}
 
 
 def task_of(plugins: Any, spec: Any) -> Task:
@@ -188,11 +189,25 @@ def check_no_look_ahead(f: Fitted) -> None:
 
 
 def check_predict_last(f: Fitted) -> None:
-    """What serving asks for: the last row's prediction, equal to the last row of a full predict."""
+    """What serving asks for: the last row's prediction, equal to the last row of a full predict.
+
+    A ``cross_sectional`` model is served the whole universe with the asked entity's last row
+    last (``Service.universe``); any other model one entity's bars.
+    """
     entity = f.frame.index.get_level_values("entity")[0]
-    one = f.frame[f.frame.index.get_level_values("entity") == entity]
+    mine = f.frame.index.get_level_values("entity") == entity
+    if "cross_sectional" in f.spec.capabilities:
+        last_ts = f.frame.index.get_level_values("timestamp").max()
+        row = mine & (f.frame.index.get_level_values("timestamp") == last_ts)
+        one = pd.concat([f.frame[~row], f.frame[row]])
+    else:
+        one = f.frame[mine]
     last = f.model.predict_last(one)
     full = f.model.predict(one).iloc[-1]
+    if "cross_sectional" in f.spec.capabilities:  # the same as the row in a predict of the ordinary frame
+        ordinary = f.model.predict(f.frame).loc[one.index[-1]]
+        np.testing.assert_allclose(full[ordinary.index].to_numpy(dtype=float), ordinary.to_numpy(dtype=float),
+                                   rtol=1e-6, atol=1e-9, err_msg="the answer depends on the order of the rows")
     np.testing.assert_allclose(last[full.index].to_numpy(dtype=float), full.to_numpy(dtype=float), rtol=1e-6,
                                atol=1e-9, err_msg="predict_last differs from the last row of predict")
 

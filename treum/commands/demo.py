@@ -37,7 +37,7 @@ def run() -> int:
         console.rule(f"[bold]{task}[/] on {data}: {', '.join(names)} beside {n_base} baselines")
         outcome = stages.run_models(cfg, plugins, names, overrides, "leaderboard", register=True)
         print_leaderboard(f"{task} leaderboard on {data} (walk-forward, out of sample)", outcome.table,
-                          outcome.task.headline())
+                          outcome.task.headline(), outcome.caveat)
         console.print(f"outputs: {outcome.run_dir}")
         validated = [r for r in outcome.registered if r["status"] == "validated"]
         order = list(outcome.table["model"])
@@ -113,6 +113,47 @@ def _deploy_for_serving(registry: Registry, settings: ServeSettings, tasks: Mapp
         )
 
 
+def _gist(value: Any, depth: int = 0) -> Any:
+    """A short view of an answer: numbers rounded, long mappings and lists cut to their first items."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {k: _gist(v, depth + 1) for k, v in items[:6]}
+        if len(items) > 6:
+            out["..."] = f"{len(items) - 6} more"
+        return out if depth < 2 else f"{{{len(items)} fields}}"
+    if isinstance(value, list):
+        return [_gist(v, depth + 1) for v in value[:3]] + ([f"... {len(value) - 3} more"] if len(value) > 3 else [])
+    return value
+
+
+def _pick(body: Any, path: str) -> Any:
+    """The part of an answer at a dotted path (None where it has none)."""
+    for key in path.split("."):
+        body = body.get(key) if isinstance(body, dict) else None
+    return body
+
+
+def _plugin_route_examples(base: str) -> None:
+    """Each plugin route's example request (``ServeRouteSpec.example``), and a short view of its answer."""
+    import json
+
+    import httpx
+
+    for spec in create_plugin_registry().specs("serve_routes").values():
+        if spec.example is None:
+            continue
+        method = spec.methods[0]
+        r = httpx.request(method, f"{base}{spec.path}", timeout=120, **dict(spec.example))
+        body = r.json()
+        if r.status_code != 200:
+            console.print(f"{method} {spec.path}: {r.status_code} {body.get('error')}")
+            continue
+        shown = {path: _pick(body, path) for path in spec.shows} if spec.shows else body
+        console.print(f"{method} {spec.path}: " + json.dumps(_gist(shown)))
+
+
 def serve_once(settings: ServeSettings) -> int:
     """Start Ray Serve, ask for a combined signal over HTTP, print it, shut down cleanly."""
     import json
@@ -162,6 +203,7 @@ def serve_once(settings: ServeSettings) -> int:
             label = f" -> {body['label']}" if body.get("label") else ""
             console.print(f"POST /predict/{name}: {body['model']} v{body['version']} on {body['instrument']} as of "
                           f"{body['as_of'][:10]}: {values}{label}")
+        _plugin_route_examples(base)
     finally:
         ray_app.stop()
     registry = Registry()

@@ -77,9 +77,11 @@ def print_table(title: str, table: pd.DataFrame) -> None:
     console.print(t)
 
 
-def print_leaderboard(title: str, table: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    """The leaderboard, and a warning for every row scored on fewer rows than the others."""
+def print_leaderboard(title: str, table: pd.DataFrame, columns: tuple[str, ...], caveat: str = "") -> None:
+    """The leaderboard, the data set's caveat, and a warning for every row scored on fewer rows than the others."""
     print_table(title, headline(table, columns))
+    if caveat:
+        console.print(f"[yellow]! {caveat}[/]")
     if "n" not in table.columns or table.empty:
         return
     most = table["n"].max()
@@ -99,9 +101,9 @@ def new_run_dir(command: str, label: str) -> Path:
     return path
 
 
-def write_table(table: pd.DataFrame, run_dir: Path, stem: str) -> None:
+def write_table(table: pd.DataFrame, run_dir: Path, stem: str, caveat: str = "") -> None:
     table.to_csv(run_dir / f"{stem}.csv", index=False)
-    (run_dir / f"{stem}.md").write_text(_markdown(table))
+    (run_dir / f"{stem}.md").write_text(_markdown(table) + (f"\n{caveat}\n" if caveat else ""))
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -115,7 +117,8 @@ def print_run(outcome: Any) -> None:
     """A run's leaderboard, where its outputs went, its jobs and what it registered."""
     task = outcome.task
     if task is not None and not outcome.table.empty:
-        print_leaderboard(f"{task.name} leaderboard (walk-forward, out of sample)", outcome.table, task.headline())
+        print_leaderboard(f"{task.name} leaderboard (walk-forward, out of sample)", outcome.table, task.headline(),
+                          outcome.caveat)
     console.print(f"outputs: {outcome.run_dir}")
     console.print(f"training jobs: {', '.join(outcome.job_ids)}")
     for r in outcome.registered:

@@ -199,6 +199,7 @@ class RunOutcome:
     registered: list[dict] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
     failures: dict[str, BaseException] = field(default_factory=dict)
+    caveat: str = ""  # the data set's, printed beside its leaderboard
 
 
 def open_registry(cfg: DictConfig) -> Registry:
@@ -235,6 +236,7 @@ def run_models(cfg: DictConfig, plugins: PluginRegistry, names: list[str], overr
             outcome.job_ids = [str(j.id) for j in jobs.values()]
             prep = prepare(cfg, plugins)
             outcome.task = prep.task
+            outcome.caveat = plugins.dataset(prep.data_name).caveat
             console.print(
                 f"data [bold]{prep.data_name}[/] ({len(prep.frame):,} rows, version {prep.version}); task "
                 f"[bold]{prep.task.name}[/]; test {prep.segments.test[0].date()}..{prep.segments.test[1].date()}, "
@@ -277,7 +279,7 @@ def _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, 
                 results.pop(name, None)
                 console.print(f"[red]{name} failed:[/] {type(exc).__name__}: {exc}")
     outcome.table = leaderboard_frame(prep, results, baselines, reference)
-    write_table(outcome.table, outcome.run_dir, "leaderboard")
+    write_table(outcome.table, outcome.run_dir, "leaderboard", outcome.caveat)
     for label, res in {**results, **baselines}.items():
         res.predictions.to_csv(outcome.run_dir / f"predictions-{label}.csv")
 

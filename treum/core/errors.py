@@ -26,6 +26,10 @@ class ArtifactIntegrityError(TreumError):
     """An artifact on disk does not match the hashes it was saved with."""
 
 
+class UnavailableError(TreumError):
+    """What a request needs is not there now (nothing deployed, the service still starting); retry later (503)."""
+
+
 class RegistryError(TreumError):
     """A registry operation is not allowed in the current state."""
 

@@ -106,6 +106,17 @@ def treum_serve_routes() -> list:
 
 
 @hookspec
+def treum_commands() -> list:
+    """Return extra ``treum`` subcommands, as ``CommandSpec`` objects.
+
+    ``treum <name> ...`` parses its flags with the parser ``configure`` filled and calls
+    ``run(args, host)``; ``host`` (``treum.commands.host.CommandHost``) opens the registry,
+    loads deployed versions and data sets, so a plugin needs no import beyond ``treum.core``.
+    A name that a built-in command already has is refused.
+    """
+
+
+@hookspec
 @returns_search_path
 def treum_config_searchpath() -> list:
     """Return Hydra search-path entries (``pkg://your_package.conf``) holding your config groups.

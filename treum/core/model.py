@@ -89,6 +89,15 @@ class Model:
     def load_weights(self, directory: Path) -> None:
         raise NotImplementedError
 
+    def predict_from(self, data: pd.DataFrame, start: Any) -> pd.DataFrame:
+        """Predictions of which only the rows at or after ``start`` are used (the walk-forward's test block).
+
+        The rows before ``start`` are context. The default predicts every row; a model whose
+        answers are costly per date (an optimisation per rebalance date) overrides it to
+        compute only from ``start``, giving the same answers there as ``predict``.
+        """
+        return self.predict(data)
+
     def predict_last(self, data: pd.DataFrame) -> pd.Series:
         """The prediction for the last row of ``data`` (one entity), which serving asks for.
 

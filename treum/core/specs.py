@@ -21,6 +21,8 @@ CAPABILITIES = frozenset(
         "online_update",  # can update on new bars without a full refit
         "sequential",  # needs the history before each row to predict it (windows, filters)
         "uses_features",  # consumes the feature set's columns (otherwise raw prices/returns)
+        "cross_sectional",  # its answer for one entity depends on the other entities' bars that day (weights,
+        # ranks): serving reads every entity it was fitted on, never one instrument's bars alone
     }
 )
 
@@ -118,13 +120,18 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A data set: ``load(config) -> Panel`` (a long frame indexed by (timestamp, entity))."""
+    """A data set: ``load(config) -> Panel`` (a long frame indexed by (timestamp, entity)).
+
+    ``caveat`` is printed beside every leaderboard on the data set (survivorship, a short
+    sample): what a reader must know before trusting a figure.
+    """
 
     name: str
     description: str
     load: Callable[[Any], Any]
     source: str = ""
     frequency: str = "1d"
+    caveat: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,8 @@ class ServeRouteSpec:
     of ``treum.registry.keys.SCOPES`` (``admin`` keys may call every route): ``"read"`` by
     default; ``"predict"`` follows ``serve.require_key_for_predict`` exactly as the predict routes
     do (open unless it is true); ``None`` makes an open route, which a plugin must ask for.
+    ``example`` is a request ``treum demo`` sends to show the route (its first method), and ``shows``
+    the parts of the answer it prints (``"historical.var_99_h1"``).
     """
 
     name: str
@@ -183,3 +192,19 @@ class ServeRouteSpec:
     endpoint: Callable[..., Any]
     methods: tuple[str, ...] = ("GET",)
     scope: str | None = "read"
+    example: Mapping[str, Any] | None = None  # httpx keywords of a request that shows it (``json=``, ``params=``)
+    shows: tuple[str, ...] = ()  # dotted paths of the example's answer that the demo prints (all when empty)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A ``treum`` subcommand from a plugin: ``configure(parser)`` adds its flags, ``run(args, host)`` does it.
+
+    ``run`` returns the exit status; a ``TreumError`` it raises prints as one line and exits 2,
+    as the built-in commands' do.
+    """
+
+    name: str
+    help: str
+    configure: Callable[[Any], None]
+    run: Callable[[Any, Any], int]

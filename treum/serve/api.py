@@ -26,7 +26,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from treum.core.errors import ArtifactIntegrityError, NotFoundError, PluginError, RegistryError, TreumError
+from treum.core.errors import (
+    ArtifactIntegrityError,
+    NotFoundError,
+    PluginError,
+    RegistryError,
+    TreumError,
+    UnavailableError,
+)
 from treum.core.model import verify_artifact
 from treum.core.task import build_task
 from treum.registry.schema import MLModel
@@ -46,6 +53,7 @@ from treum.serve.guards import (
 )
 from treum.serve.plugin_routes import mount_plugin_routes
 from treum.serve.router import Service
+from treum.serve.settings import RESERVED_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +78,10 @@ def _bars(body: S.PredictRequest) -> list[dict] | None:
 
 
 def error_status(exc: TreumError) -> int:
-    """The HTTP status of a treum error: unknown names 404, refused registry operations 409, bad values 422."""
+    """The HTTP status of a treum error: unknown names 404, refused registry operations 409, bad values 422,
+    something not there now (nothing deployed) 503."""
+    if isinstance(exc, UnavailableError):
+        return 503
     return 404 if isinstance(exc, (PluginError, NotFoundError)) else 409 if isinstance(exc, RegistryError) else 422
 
 
@@ -476,8 +487,11 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on
                            "logs_written": svc.log.written})
 
     if plugins is not None:  # each behind its scope's key check, as the built-in routes are
+        # a name /predict/{task} answers: a task or a built-in route (aliases are checked with the settings)
+        answered = set(plugins.specs("tasks")) | set(RESERVED_ROUTES)
         mount_plugin_routes(app, plugins, PREFIX, get_service,
-                            lambda scope: predict_guard if scope == "predict" else require(scope))
+                            lambda scope: predict_guard if scope == "predict" else require(scope),
+                            taken=lambda value: value in answered)
 
     def limit() -> int | None:
         svc = get_service()

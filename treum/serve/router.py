@@ -354,9 +354,45 @@ class Service:
         self.cache.set(key, values)
         return values
 
+    def source_for(self, live: LiveModel, source: Source) -> Source:
+        """The bars a model answers from: the universe's for a ``cross_sectional`` model (local or remote,
+        by its registered spec), the instrument's own for any other."""
+        spec = self.plugins.specs("models").get(live.name)
+        if spec is not None and "cross_sectional" in spec.capabilities:
+            return self.universe(live, source)
+        return source
+
+    def universe(self, live: LiveModel, source: Source) -> Source:
+        """For a ``cross_sectional`` model: the stored bars of every entity it was fitted on, up to the source's
+        last bar, ordered so that the instrument's row is the frame's last (the row ``predict_last`` answers)."""
+        if source.sent:
+            raise RequestError(422, f"{live.name} weighs {source.instrument} against the other instruments it was "
+                                    "fitted on, whose bars a request cannot send; omit 'bars' to use the stored ones")
+        if source.instrument not in live.entities:
+            raise RequestError(422, f"{live.name} answers for the instruments it was fitted on together "
+                                    f"({', '.join(live.entities) or 'none recorded'}), not '{source.instrument}'")
+        as_of = pd.Timestamp(source.last)
+        n = self.settings.context_bars
+
+        def rows() -> pd.DataFrame:
+            parts = []
+            for entity in live.entities:
+                try:
+                    start, stop, _ = self.bars.locate(entity, n, as_of)
+                except RequestError:
+                    continue  # an instrument with no bars yet on that date: not in the universe then
+                parts.append(self.bars.rows(entity, start, stop))
+            panel = pd.concat(parts)
+            ts = panel.index.get_level_values("timestamp")
+            mine = (panel.index.get_level_values("entity") == source.instrument) & (ts == as_of)
+            return pd.concat([panel[~mine].sort_index(), panel[mine]])
+
+        return Source(source.instrument, source.last, f"universe:{live.id}", rows, False)
+
     async def _answer(self, live: LiveModel, source: Source) -> tuple[dict[str, float], bool]:
         """A single model's answer for the source's last bar: a model that cannot answer is the request's 422."""
         task = self._usable(live)
+        source = self.source_for(live, source)
         frame = await self.aframe(source, live.features)
         try:
             return await self._call(live, frame, task.prediction_columns(), source.instrument, source.last,
@@ -475,8 +511,9 @@ class Service:
             if live.task_name != self.settings.ensemble.task:
                 raise RuntimeError(f"a model of task '{live.task_name}'; the ensemble combines "
                                    f"'{self.settings.ensemble.task}' models")
-            values, cached = await self._call(live, await self.aframe(source, live.features), task.prediction_columns(),
-                                              source.instrument, source.last, source.digest,
+            mine = self.source_for(live, source)
+            values, cached = await self._call(live, await self.aframe(mine, live.features), task.prediction_columns(),
+                                              mine.instrument, mine.last, mine.digest,
                                               self.settings.ensemble.member_timeout_ms / 1000)
             return MemberAnswer(name, live.version, "ok", values, _now_ms(start), arm=arm, model_id=live.id,
                                 cached=cached, task=task)

@@ -228,8 +228,11 @@ def check_plugins(settings: ServeSettings, plugins: Any) -> None:
         task(f"tasks.{name}", name)
         if chosen.model is not None:
             model(f"tasks.{name}.model", chosen.model, name)
+    routes = {spec.path for spec in plugins.specs("serve_routes").values()}
     for name, alias in settings.aliases.items():
         task(f"aliases.{name}.task", alias.task)
+        if f"/predict/{name}" in routes:  # mounted ahead of /predict/{task}: the alias would never answer
+            raise ConfigError(f"serve.aliases.{name}: /predict/{name} is a plugin's route; name the alias otherwise")
         if name in tasks and alias.task != name:
             raise ConfigError(f"serve.aliases.{name}: '{name}' is a task of its own; an alias of that name "
                               f"cannot answer task '{alias.task}'")

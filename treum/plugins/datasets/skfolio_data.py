@@ -18,9 +18,13 @@ from treum.core.specs import DatasetSpec
 
 
 def load_stocks(cfg: Any) -> pd.DataFrame:
-    from skfolio.datasets import load_sp500_dataset
+    """The 20 stocks' closes, and on every row the S&P 500 index's close that day (column ``benchmark``)."""
+    from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
-    panel = wide_to_panel(load_sp500_dataset())
+    prices = load_sp500_dataset()
+    panel = wide_to_panel(prices)
+    index = load_sp500_index()["SP500"].reindex(prices.index)  # the same trading days in skfolio's files
+    panel["benchmark"] = index.reindex(panel.index.get_level_values("timestamp")).to_numpy(dtype=float)
     return validate_panel(bounded(panel, cfg), "skfolio.datasets.load_sp500_dataset")
 
 
@@ -39,6 +43,8 @@ def treum_datasets() -> list[DatasetSpec]:
             "20 US large caps, daily adjusted close, 1990-2022 (survivors: biased upward)",
             load_stocks,
             "skfolio.datasets",
+            caveat="survivorship: these are 20 of today's large caps, picked knowing they survived and grew to "
+                   "2022; every portfolio and cross-section figure on them is biased upward",
         ),
         DatasetSpec("sp500_index", "S&P 500 index daily close, 1990-2022", load_index, "skfolio.datasets"),
     ]
