@@ -118,7 +118,7 @@ def test_rebalance_trades_cost_and_risk_change(client):
     assert body["traded_value"] == pytest.approx(sum(abs(t["value"]) for t in body["trades"]), rel=1e-6)
     assert body["cost"] == pytest.approx(body["traded_value"] * 10 / 1e4)
     # twenty stocks are less risky than two: the recommended trade lowers the expected loss
-    assert body["risk"]["change"]["historical.var_99_h1"] < 0
+    assert body["risk"]["change"]["historical_var_99_h1"] < 0
 
 
 def test_rebalance_errors(client):

@@ -114,15 +114,18 @@ def _deploy_for_serving(registry: Registry, settings: ServeSettings, tasks: Mapp
 
 
 def _gist(value: Any, depth: int = 0) -> Any:
-    """A short view of an answer: numbers rounded, long mappings and lists cut to their first items."""
+    """A short view of an answer: numbers rounded, nested mappings and lists cut to their first items."""
     if isinstance(value, float):
         return round(value, 4)
     if isinstance(value, dict):
+        if depth > 2:
+            return f"{{{len(value)} fields}}"
         items = list(value.items())
-        out = {k: _gist(v, depth + 1) for k, v in items[:6]}
-        if len(items) > 6:
-            out["..."] = f"{len(items) - 6} more"
-        return out if depth < 2 else f"{{{len(items)} fields}}"
+        keep = items if depth == 0 else items[:6]
+        out = {k: _gist(v, depth + 1) for k, v in keep}
+        if len(items) > len(keep):
+            out["..."] = f"{len(items) - len(keep)} more"
+        return out
     if isinstance(value, list):
         return [_gist(v, depth + 1) for v in value[:3]] + ([f"... {len(value) - 3} more"] if len(value) > 3 else [])
     return value

@@ -16,11 +16,11 @@ stock's forward return beats the day's cross-sectional median (``target_up``,
 binary cross-entropy); ``score`` is that probability. Early stopping on the mean
 daily rank IC of the validation rows.
 
-Serving asks for one instrument at a time (``predict_last`` with that stock's rows
-only). The answer is then a degraded one: the graph is restricted to the nodes
-present, so the stock has only its self-loop and no neighbour's message (this is
-documented in docs/tasks/cross_section.md). A stock the graph does not know is
-scored the same way. Weights are saved with safetensors, the graph, feature list
+It declares ``cross_sectional``: serving gives it the stored bars of every stock it
+was fitted on, with the asked stock's last row last, and answers that row of the
+whole graph. On one stock's rows alone the graph is restricted to the nodes present
+(a self-loop, no neighbour's message); a stock the graph does not know is scored
+that way. Weights are saved with safetensors, the graph, feature list
 and scaler as JSON.
 """
 

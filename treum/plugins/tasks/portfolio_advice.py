@@ -139,12 +139,12 @@ def rebalance_plan(task: Any, panel: pd.DataFrame, holdings: Mapping[str, float]
 
 
 def _var_es(risk: Mapping[str, Any]) -> dict[str, float]:
-    """The flat 1-day figures of a risk answer: {"historical.var_99_h1": ...} for the comparison of two portfolios."""
+    """The flat 1-day figures of a risk answer: {"historical_var_99_h1": ...} for the comparison of two portfolios."""
     flat: dict[str, float] = {}
     for method in ("historical", "filtered_historical"):
         for key, value in (risk.get(method) or {}).items():
             if isinstance(value, (int, float)) and key.endswith("_h1") and key.startswith(("var_", "es_")):
-                flat[f"{method}.{key}"] = float(value)
+                flat[f"{method}_{key}"] = float(value)
     return flat
 
 

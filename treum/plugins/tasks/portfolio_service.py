@@ -111,7 +111,7 @@ def treum_serve_routes() -> list[ServeRouteSpec]:
         ServeRouteSpec("portfolio-rebalance", "/portfolio/rebalance", rebalance_endpoint, ("POST",), scope="predict",
                        example={"json": {"holdings": {"AAPL": 60_000, "XOM": 40_000}, "cash": 10_000}},
                        shows=("source", "portfolio_value", "trades", "traded_value", "cost",
-                              "risk.current.historical.var_99_h1", "risk.target.historical.var_99_h1")),
+                              "risk.current.historical_var_99_h1", "risk.target.historical_var_99_h1")),
     ]
 
 
