@@ -118,3 +118,19 @@ def test_0004_makes_the_audit_log_append_only_and_comes_off_again(registry_url):
             conn.execute(text("DELETE FROM audit_log"))
     finally:
         engine.dispose()
+
+
+def test_0005_renames_an_older_registry_s_metric_column(registry_url):
+    """A registry made before 0001 said return_volatility keeps its data under the new name."""
+    engine = create_engine(registry_url)
+    try:
+        _alembic(engine, command.upgrade, "0004")
+        with engine.begin() as conn:  # as the first migration used to create it
+            conn.execute(text("ALTER TABLE model_performance_metrics RENAME COLUMN return_volatility TO volatility"))
+        _alembic(engine, command.upgrade, "head")
+        columns = {c["name"] for c in inspect(engine).get_columns("model_performance_metrics")}
+        assert "return_volatility" in columns and "volatility" not in columns
+        assert _differences(engine, Base.metadata) == []
+        _alembic(engine, command.upgrade, "head")  # a second upgrade has nothing left to do
+    finally:
+        engine.dispose()

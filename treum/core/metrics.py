@@ -49,6 +49,29 @@ def qlike(realised: np.ndarray, forecast: np.ndarray) -> np.ndarray:
     return np.log(f) + np.asarray(realised, dtype=float) / f
 
 
+def newey_west_lags(n: int) -> int:
+    """The automatic bandwidth floor(4 (n/100)^(2/9)) of Newey and West (1994)."""
+    return int(np.floor(4 * (n / 100) ** (2 / 9)))
+
+
+def hac_covariance(y: np.ndarray, lags: int | None = None) -> np.ndarray | float:
+    """Newey-West long-run covariance (Bartlett weights 1 - lag/(lags+1)) of the columns of ``y``, demeaned here.
+
+    ``lags`` defaults to ``newey_west_lags(n)``; a 1-D ``y`` gives a float (the long-run variance).
+    """
+    x = np.asarray(y, dtype=float)
+    flat = x.ndim == 1
+    x = x.reshape(len(x), -1)
+    n = len(x)
+    lags = newey_west_lags(n) if lags is None else max(int(lags), 0)
+    xc = x - x.mean(axis=0)
+    out = xc.T @ xc / n
+    for lag in range(1, min(lags, n - 1) + 1):
+        g = xc[lag:].T @ xc[:-lag] / n
+        out = out + (1 - lag / (lags + 1)) * (g + g.T)
+    return float(out[0, 0]) if flat else out
+
+
 def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) -> tuple[float, float]:
     """Diebold-Mariano test of equal loss, with a Newey-West variance (lag h-1) and the HLN correction.
 
@@ -60,11 +83,7 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) ->
     if n < 10 or np.allclose(d, 0):
         return (float("nan"), float("nan"))
     dbar = d.mean()
-    dc = d - dbar
-    gamma0 = dc @ dc / n
-    var = gamma0
-    for lag in range(1, horizon):
-        var += 2 * (1 - lag / horizon) * (dc[lag:] @ dc[:-lag] / n)
+    var = hac_covariance(d, horizon - 1)
     if var <= 0:
         return (float("nan"), float("nan"))
     dm = dbar / np.sqrt(var / n)

@@ -29,6 +29,8 @@ import pandas as pd
 from scipy import stats
 from scipy.special import xlogy
 
+from treum.core.metrics import hac_covariance
+
 FACTORS = ("mkt_rf", "smb", "hml")
 TRADING_DAYS_PER_MONTH = 21
 
@@ -233,11 +235,7 @@ def newey_west_dm(loss_a: np.ndarray, loss_b: np.ndarray, lags: int | None = Non
     n = len(d)
     if n < 10 or np.allclose(d, 0):
         return float("nan"), float("nan")
-    lags = int(np.floor(4 * (n / 100) ** (2 / 9))) if lags is None else int(lags)
-    dc = d - d.mean()
-    lrv = dc @ dc / n
-    for lag in range(1, min(lags, n - 1) + 1):
-        lrv += 2 * (1 - lag / (lags + 1)) * (dc[lag:] @ dc[:-lag] / n)
+    lrv = hac_covariance(d, lags)
     if lrv <= 0:
         return float("nan"), float("nan")
     stat = float(d.mean() / np.sqrt(lrv / n))

@@ -194,7 +194,7 @@ class ModelPerformanceMetric(Base):
     average_return: Mapped[float | None] = mapped_column(num(8, 4))
     # the specification's column: the standard deviation of a strategy's returns, beside sharpe_ratio and
     # max_drawdown; a metric, not a task (each task's performance_row says which columns its metrics fill)
-    volatility: Mapped[float | None] = mapped_column(num(8, 4))
+    return_volatility: Mapped[float | None] = mapped_column(num(8, 4))
     mean_absolute_error: Mapped[float | None] = mapped_column(num(12, 8))
     root_mean_squared_error: Mapped[float | None] = mapped_column(num(12, 8))
     mean_absolute_percentage_error: Mapped[float | None] = mapped_column(num(8, 4))

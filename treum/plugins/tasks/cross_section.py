@@ -28,7 +28,7 @@ from scipy import stats
 
 from treum.core.estimators import JsonStateModel
 from treum.core.hookspecs import hookimpl
-from treum.core.metrics import block_bootstrap_ci
+from treum.core.metrics import block_bootstrap_ci, hac_covariance
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.targets import forward_return
 from treum.core.task import Task
@@ -110,10 +110,7 @@ def newey_west_t(x: np.ndarray, lags: int) -> tuple[float, float]:
     n = len(x)
     if n < 10:
         return float("nan"), float("nan")
-    xc = x - x.mean()
-    var = xc @ xc / n
-    for lag in range(1, max(lags, 0) + 1):
-        var += 2 * (1 - lag / (lags + 1)) * (xc[lag:] @ xc[:-lag] / n)
+    var = hac_covariance(x, lags)
     if var <= 0:
         return float("nan"), float("nan")
     t = float(x.mean() / np.sqrt(var / n))

@@ -33,7 +33,7 @@ from scipy import stats
 
 from treum.core.estimators import JsonStateModel
 from treum.core.hookspecs import hookimpl
-from treum.core.metrics import block_bootstrap_ci
+from treum.core.metrics import block_bootstrap_ci, hac_covariance
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.task import Task
 from treum.core.weights import PERIODS, WeightsModel, cap_weights, limit_turnover, rebalance_dates
@@ -166,17 +166,6 @@ def portfolio_metrics(daily: pd.DataFrame, risk_free: float = 0.0, n_boot: int =
     }
 
 
-def _hac(y: np.ndarray) -> np.ndarray:
-    """Newey-West covariance of the columns of ``y`` (demeaned), Bartlett kernel, automatic lag."""
-    t = len(y)
-    lags = int(np.floor(4 * (t / 100) ** (2 / 9)))
-    psi = y.T @ y / t
-    for lag in range(1, lags + 1):
-        g = y[lag:].T @ y[:-lag] / t
-        psi += (1 - lag / (lags + 1)) * (g + g.T)
-    return psi
-
-
 def sharpe_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Test of Sharpe(a) = Sharpe(b) on paired daily returns.
 
@@ -197,8 +186,11 @@ def sharpe_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     diff = mu1 / s1 - mu2 / s2
     grad = np.array([g1 / s1**3, -g2 / s2**3, -mu1 / (2 * s1**3), mu2 / (2 * s2**3)])
     y = np.column_stack([a - mu1, b - mu2, a**2 - g1, b**2 - g2])
-    se = float(np.sqrt(max(grad @ _hac(y) @ grad, 0.0) / t))
-    p_lw = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else float("nan")
+    se = float(np.sqrt(max(grad @ hac_covariance(y) @ grad, 0.0) / t))
+    if se > 0:
+        p_lw = float(2 * stats.norm.sf(abs(diff) / se))
+    else:  # no sampling variance of the difference: equal Sharpe ratios (a scaled copy) are no evidence of one
+        p_lw = 1.0 if abs(diff) < 1e-12 else float("nan")
     sr1, sr2 = mu1 / s1, mu2 / s2
     rho = float(np.corrcoef(a, b)[0, 1])
     v = (2 - 2 * rho + 0.5 * (sr1**2 + sr2**2 - 2 * sr1 * sr2 * rho**2)) / t
@@ -276,7 +268,7 @@ class Portfolio(Task):
 
     def performance_row(self, metrics: Mapping[str, float]) -> dict[str, Any]:
         return {"sharpe_ratio": metrics.get("sharpe"), "max_drawdown": metrics.get("max_drawdown"),
-                "average_return": metrics.get("cagr"), "volatility": metrics.get("volatility"),
+                "average_return": metrics.get("cagr"), "return_volatility": metrics.get("volatility"),
                 "total_predictions": int(metrics.get("n", 0) or 0)}
 
     # serving -------------------------------------------------------------------------

@@ -260,7 +260,7 @@ def upgrade() -> None:
     sa.Column('max_drawdown', sa.Numeric(precision=8, scale=4, asdecimal=False), nullable=True),
     sa.Column('win_rate', sa.Numeric(precision=5, scale=2, asdecimal=False), nullable=True),
     sa.Column('average_return', sa.Numeric(precision=8, scale=4, asdecimal=False), nullable=True),
-    sa.Column('volatility', sa.Numeric(precision=8, scale=4, asdecimal=False), nullable=True),
+    sa.Column('return_volatility', sa.Numeric(precision=8, scale=4, asdecimal=False), nullable=True),
     sa.Column('mean_absolute_error', sa.Numeric(precision=12, scale=8, asdecimal=False), nullable=True),
     sa.Column('root_mean_squared_error', sa.Numeric(precision=12, scale=8, asdecimal=False), nullable=True),
     sa.Column('mean_absolute_percentage_error', sa.Numeric(precision=8, scale=4, asdecimal=False), nullable=True),
