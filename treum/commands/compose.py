@@ -109,7 +109,7 @@ def _compose_once(overrides: list[str], plugins: PluginRegistry, hint: dict[str,
             return compose(config_name="config", overrides=full)
     except MissingConfigException as exc:
         raise _explain_missing(exc, plugins) from None
-    except (ConfigCompositionException, HydraException, OmegaConfBaseException) as exc:
+    except (ConfigCompositionException, HydraException, OmegaConfBaseException, ValueError) as exc:
         raise _explain_composition(exc, hint) from None
 
 

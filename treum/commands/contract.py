@@ -35,7 +35,8 @@ from treum.core.task import Task, build_task
 
 # smaller settings so that the contract runs in seconds; quality floors use the shipped configs
 FAST = {"ts_transformer": {"max_epochs": 2, "d_model": 16, "window": 16}, "markov_regime": {"search_reps": 1},
-        "rl_portfolio": {"total_timesteps": 1000}}
+        "rl_portfolio": {"total_timesteps": 1000},
+        "minilm_finetuned": {"max_epochs": 1, "max_length": 32, "evals_per_epoch": 1, "batch_size": 16}}
 
 
 def task_of(plugins: Any, spec: Any) -> Task:
@@ -43,9 +44,17 @@ def task_of(plugins: Any, spec: Any) -> Task:
     return build_task(task_spec, dict(task_spec.example.config))
 
 
+def is_corpus(plugins: Any, spec: Any) -> bool:
+    """The model's task reads labelled text (rows without time order): the checks over time become checks over rows."""
+    return plugins.task(spec.task).data_kind == "corpus"
+
+
 def example_frame(plugins: Any, spec: Any, panel: bool = False) -> pd.DataFrame:
     """The task's example data (or its multi-entity panel) with features and the task's labels."""
     ex = plugins.task(spec.task).example
+    if is_corpus(plugins, spec):
+        corpus = plugins.dataset(ex.data).load({})
+        return corpus.join(task_of(plugins, spec).make_targets(corpus))
     data = plugins.dataset(ex.panel if panel else ex.data).load({"start": ex.start, "end": ex.end})
     if panel and ex.entities:
         data = data[data.index.get_level_values("entity").isin(ex.entities)]
@@ -63,16 +72,25 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp
 
 
 def fit_predict(plugins: Any, spec: Any, frame: pd.DataFrame, overrides: dict | None = None) -> tuple[Any, pd.DataFrame]:
-    """Fit on the example's train/valid split and predict the test year (labels as known at the fit's end)."""
-    train, valid, test_start = split(frame)
+    """Fit on the example's train/valid split and predict the test year (labels as known at the fit's end).
+
+    For a corpus task: fit on the first cross-validation fold's training rows and predict its test rows.
+    """
     task = task_of(plugins, spec)
+    config = model_config(plugins, spec.name, [], {**FAST.get(spec.name, {}), **(overrides or {})})
+    if is_corpus(plugins, spec):
+        fold = task.row_folds(frame, 0)[0]
+        model = build_model(spec, config, task)
+        fitted = model.fit(frame.iloc[fold.train], frame.iloc[fold.valid])
+        assert fitted is model and model.fitted, "fit must return the fitted model (the Model base class does)"
+        return model, model.predict(without_labels(frame)).iloc[np.sort(fold.test)]
+    train, valid, test_start = split(frame)
     if task.label_horizon() is None:  # as the walk-forward does: labels as known at each block's last bar
         train_end = train.index.get_level_values("timestamp").max()
         valid_end = valid.index.get_level_values("timestamp").max()
         fold = Fold(0, (train.index.get_level_values("timestamp").min(), train_end),
                     (valid.index.get_level_values("timestamp").min(), valid_end), (test_start, test_start))
         train, valid = fit_rows(frame, fold, lambda end: task.labels_as_of(frame, end))
-    config = model_config(plugins, spec.name, [], {**FAST.get(spec.name, {}), **(overrides or {})})
     model = build_model(spec, config, task)
     fitted = model.fit(train, valid)
     assert fitted is model and model.fitted, "fit must return the fitted model (the Model base class does)"
@@ -88,10 +106,18 @@ class Fitted:
     labelled: pd.DataFrame  # the example data with its labels (what fit sees)
     frame: pd.DataFrame = field(init=False)  # the same without labels: what predict sees
     task: Task = field(init=False)
+    corpus: bool = field(init=False)  # rows without time order (texts)
 
     def __post_init__(self) -> None:
         self.task = task_of(self.plugins, self.spec)
         self.frame = without_labels(self.labelled)
+        self.corpus = is_corpus(self.plugins, self.spec)
+
+    def tested(self, pred: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a full prediction that ``pred`` holds: the test year, or a corpus's test texts."""
+        if self.corpus:
+            return pred.loc[self.pred.index]
+        return slice_time(pred, start=self.pred.index.get_level_values("timestamp").min())
 
 
 def fit_example(plugins: Any, name: str) -> Fitted:
@@ -120,7 +146,7 @@ def check_round_trip(f: Fitted) -> None:
         assert manifest["model"] == f.spec.name and manifest["files"], "the manifest names the model and its files"
         loaded = load_model(path, f.plugins.specs("models"), f.plugins.specs("tasks"))
         assert loaded.task is not None and loaded.task.config_dict() == f.model.task.config_dict()
-        again = slice_time(loaded.predict(f.frame), start=f.pred.index.get_level_values("timestamp").min())
+        again = f.tested(loaded.predict(f.frame))
         _close(again, f.pred, "predictions after save/load differ")
 
 
@@ -145,6 +171,10 @@ def check_seeded_fits_agree(f: Fitted) -> None:
 def check_context(f: Fitted) -> None:
     if "sequential" in f.spec.capabilities:
         return  # it reads the rows before each prediction by declaration
+    if f.corpus:  # a text's answer is its own: the test texts alone, in reverse order, answer as in the full frame
+        alone = f.model.predict(f.frame.loc[f.pred.index[::-1]]).loc[f.pred.index]
+        _close(alone, f.pred, "a text's answer changed with the other texts predicted beside it")
+        return
     only_test = f.model.predict(slice_time(f.frame, start=f.pred.index.get_level_values("timestamp").min()))
     _close(only_test, f.pred, "a model that is not 'sequential' changed its answers without the earlier rows")
 
@@ -170,7 +200,7 @@ def check_capabilities(f: Fitted) -> None:
 
 def check_multi_asset(f: Fitted) -> None:
     ex = f.plugins.task(f.spec.task).example
-    if "multi_asset" not in f.spec.capabilities or not ex.panel:
+    if "multi_asset" not in f.spec.capabilities or not ex.panel or f.corpus:
         return
     frame = example_frame(f.plugins, f.spec, panel=True)
     _, pred = fit_predict(f.plugins, f.spec, frame)
@@ -180,6 +210,14 @@ def check_multi_asset(f: Fitted) -> None:
 
 
 def check_no_look_ahead(f: Fitted) -> None:
+    if f.corpus:  # no time to look ahead in; what must not leak is a test text's label: predict never sees it
+        relabelled = f.labelled.copy()
+        for col in [c for c in relabelled.columns if str(c).startswith("target")]:
+            relabelled[col] = relabelled[col].sample(frac=1.0, random_state=1).to_numpy()
+        _close(f.tested(f.model.predict(without_labels(relabelled))), f.pred, "predictions changed with the labels")
+        alone = pd.concat([f.model.predict(f.frame.loc[[i]]) for i in f.pred.index[:3]])
+        _close(alone, f.pred.iloc[:3], "a text predicted alone is answered differently than in a batch")
+        return
     test_ts = f.pred.index.get_level_values("timestamp")
     cut = test_ts[len(test_ts) // 2]
     truncated = f.model.predict(slice_time(f.frame, end=cut))
@@ -194,6 +232,12 @@ def check_predict_last(f: Fitted) -> None:
     A ``cross_sectional`` model is served the whole universe with the asked entity's last row
     last (``Service.universe``); any other model one entity's bars.
     """
+    if f.corpus:  # serving asks for a list of texts: the last one's answer is the last row of predict
+        texts = f.frame.loc[f.pred.index[:5]]
+        np.testing.assert_allclose(f.model.predict_last(texts).to_numpy(dtype=float),
+                                   f.model.predict(texts).iloc[-1].to_numpy(dtype=float), rtol=1e-6, atol=1e-9,
+                                   err_msg="predict_last differs from the last row of predict")
+        return
     entity = f.frame.index.get_level_values("entity")[0]
     mine = f.frame.index.get_level_values("entity") == entity
     if "cross_sectional" in f.spec.capabilities:

@@ -19,7 +19,10 @@ def main(args: argparse.Namespace) -> int:
         return 0
     cfg = compose_plain([f"data={args.name}", *args.overrides], plugins)
     data_cfg = to_dict(cfg.data)
-    panel = plugins.dataset(data_cfg["name"]).load(data_cfg)
+    spec = plugins.dataset(data_cfg["name"])
+    if spec.kind == "corpus":
+        return _show_corpus(args, spec, data_cfg)
+    panel = spec.load(data_cfg)
     if args.action == "validate":  # the segments a run would use must fit the data
         Segments.from_config(data_cfg.get("segments") or {}).check_against(panel, f"data '{args.name}'")
     ts = panel.index.get_level_values("timestamp")
@@ -32,6 +35,21 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "show":
         console.print(panel.head(5).to_string())
         console.print(panel.describe().T.to_string())
+    return 0
+
+
+def _show_corpus(args: argparse.Namespace, spec, data_cfg: dict) -> int:
+    """Labelled text: its size, class mix and text lengths (a corpus has no dates or segments)."""
+    corpus = spec.load(data_cfg)
+    mix = corpus["label"].value_counts()
+    words = corpus["text"].str.split().str.len()
+    console.print(f"{args.name}: valid; {len(corpus):,} texts, classes "
+                  + ", ".join(f"{k} {v:,} ({v / len(corpus):.1%})" for k, v in mix.items())
+                  + f"; words per text: median {int(words.median())}, max {int(words.max())}")
+    if spec.caveat:
+        console.print(f"[yellow]caveat:[/] {spec.caveat}")
+    if args.action == "show":
+        console.print(corpus[["text", "label"]].head(5).to_string())
     return 0
 
 

@@ -21,9 +21,22 @@ from treum.serve.settings import ServeSettings
 
 
 def demo_runs(plugins) -> list[tuple[str, str, list[str]]]:
-    """(task, data set, extra overrides) for every registered task that names its demo data and has a model."""
-    return [(name, spec.data, list(spec.demo)) for name, spec in plugins.specs("tasks").items()
-            if spec.data and stages.models_of_task(plugins, name)]
+    """(task, data set, extra overrides) for every registered task that names its demo data and has a model.
+
+    A task whose data set is not on this machine (a research file the user supplies) is skipped,
+    and the demo says why and where to put the file.
+    """
+    runs = []
+    for name, spec in plugins.specs("tasks").items():
+        if not spec.data or not stages.models_of_task(plugins, name):
+            continue
+        data = plugins.dataset(spec.data)
+        why = data.missing(to_dict(compose_plain([f"data={spec.data}"], plugins).data)) if data.missing else None
+        if why:
+            console.print(f"[yellow]{name}: skipped, {why}[/]")
+            continue
+        runs.append((name, spec.data, list(spec.demo)))
+    return runs
 
 
 def run() -> int:
@@ -36,7 +49,7 @@ def run() -> int:
         n_base = len(plugins.task(task).baselines)
         console.rule(f"[bold]{task}[/] on {data}: {', '.join(names)} beside {n_base} baselines")
         outcome = stages.run_models(cfg, plugins, names, overrides, "leaderboard", register=True)
-        print_leaderboard(f"{task} leaderboard on {data} (walk-forward, out of sample)", outcome.table,
+        print_leaderboard(f"{task} leaderboard on {data} ({outcome.task.scheme()})", outcome.table,
                           outcome.task.headline(), outcome.caveat)
         console.print(f"outputs: {outcome.run_dir}")
         validated = [r for r in outcome.registered if r["status"] == "validated"]
@@ -190,6 +203,8 @@ def serve_once(settings: ServeSettings) -> int:
         listing = httpx.get(f"{base}/tasks", timeout=30).json()
         combined = (listing.get("ensemble") or {}).get("task")
         for name, info in listing["tasks"].items():
+            if info.get("input") == "text":
+                continue  # texts, not an instrument's bars: its plugin route's example below shows it
             if not info.get("model"):
                 # quiet for a task with nothing deployed, and for the ensemble's task: /predict/price answered it
                 if info.get("status") != 503 and name != combined:

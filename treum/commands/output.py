@@ -117,7 +117,7 @@ def print_run(outcome: Any) -> None:
     """A run's leaderboard, where its outputs went, its jobs and what it registered."""
     task = outcome.task
     if task is not None and not outcome.table.empty:
-        print_leaderboard(f"{task.name} leaderboard (walk-forward, out of sample)", outcome.table, task.headline(),
+        print_leaderboard(f"{task.name} leaderboard ({getattr(outcome, 'scheme', None) or task.scheme()})", outcome.table, task.headline(),
                           outcome.caveat)
     console.print(f"outputs: {outcome.run_dir}")
     console.print(f"training jobs: {', '.join(outcome.job_ids)}")

@@ -34,6 +34,7 @@ from treum.core.data import Segments, data_version
 from treum.core.errors import TreumError
 from treum.core.evaluation import (
     EvaluationResult,
+    cross_validate,
     LabelsAsOf,
     WalkForwardConfig,
     final_fold,
@@ -41,7 +42,7 @@ from treum.core.evaluation import (
     make_folds,
     walk_forward,
 )
-from treum.core.model import build_model
+from treum.core.model import Model, build_model
 from treum.core.plugins import PluginRegistry
 from treum.core.task import Task, build_task
 from treum.registry.store import Registry
@@ -60,6 +61,7 @@ class Prepared:
     version: str
     data_name: str
     features: str
+    row_folds: list | None = None  # a corpus task's cross-validation folds (``Task.row_folds``), else None
 
     @property
     def label_columns(self) -> list[str]:
@@ -68,7 +70,7 @@ class Prepared:
     @property
     def labels_as_of(self) -> LabelsAsOf | None:
         """Labels as known at a date, for tasks whose labels are decided after the fact."""
-        if self.task.label_horizon() is not None:
+        if self.row_folds is not None or self.task.label_horizon() is not None:
             return None
         return lambda end: self.task.labels_as_of(self.panel, end)
 
@@ -77,10 +79,14 @@ def prepare(cfg: DictConfig, plugins: PluginRegistry) -> Prepared:
     """Load, validate, featurise and label the configured data set for the configured task."""
     validate_run_config(cfg, plugins)  # task, eval, registry and the purge against the labels' horizon
     data_cfg = to_dict(cfg.data)
-    segments = Segments.from_config(data_cfg.get("segments") or {})
     eval_cfg = build_config(WalkForwardConfig, to_dict(cfg.eval), "eval")
     task = build_task(plugins.task(cfg.task.name), to_dict(cfg.task))
-    panel = plugins.dataset(data_cfg["name"]).load(data_cfg)
+    data_spec = plugins.dataset(data_cfg["name"])
+    check_data_kind(plugins, task.name, data_spec)
+    if data_spec.kind == "corpus":
+        return _prepare_corpus(cfg, data_spec, data_cfg, task, eval_cfg)
+    segments = Segments.from_config(data_cfg.get("segments") or {})
+    panel = data_spec.load(data_cfg)
     segments.check_against(panel, f"data '{data_cfg['name']}'")
     features = plugins.feature_set(cfg.features.name).compute(panel, to_dict(cfg.features))
     targets = task.make_targets(panel)
@@ -94,19 +100,59 @@ def prepare(cfg: DictConfig, plugins: PluginRegistry) -> Prepared:
                     str(cfg.features.name))
 
 
+def check_data_kind(plugins: PluginRegistry, task: str, data_spec: Any) -> None:
+    """A corpus task reads labelled text and a panel task bars: say which data sets fit when they do not."""
+    wanted = plugins.task(task).data_kind
+    if data_spec.kind == wanted:
+        return
+    fitting = sorted(n for n, d in plugins.specs("datasets").items() if d.kind == wanted)
+    what = {"corpus": "labelled text (a corpus)", "panel": "bars in time (a panel)"}
+    raise TreumError(f"task '{task}' reads {what[wanted]}, but data '{data_spec.name}' is {what[data_spec.kind]}; "
+                     f"choose one of: {', '.join(fitting) or 'none installed'}")
+
+
+def _prepare_corpus(cfg: DictConfig, data_spec: Any, data_cfg: dict, task: Task, eval_cfg: WalkForwardConfig) -> Prepared:
+    """A corpus for a task scored over rows without time order: texts, labels and the task's folds."""
+    corpus = data_spec.load(data_cfg)
+    targets = task.make_targets(corpus)
+    frame = corpus.join(targets)
+    try:
+        folds = task.row_folds(frame, eval_cfg.seed)
+    except ValueError as exc:
+        raise TreumError(f"task '{task.name}' on data '{data_spec.name}': {exc}") from None
+    if folds is None:
+        raise TreumError(f"task '{task.name}' reads a corpus but defines no row_folds (see treum.core.task.Task)")
+    return Prepared(corpus, frame, None, task, eval_cfg, 0, data_version(corpus), data_spec.name,  # type: ignore[arg-type]
+                    "none", row_folds=folds)
+
+
+def describe_split(prep: Prepared) -> str:
+    """The run line's account of how the models are scored."""
+    if prep.row_folds is not None:
+        return f"{prep.task.evaluation_note() or f'{len(prep.row_folds)}-fold cross-validation'}, seed {prep.eval_cfg.seed}"
+    return (f"test {prep.segments.test[0].date()}..{prep.segments.test[1].date()}, "
+            f"refit every {prep.eval_cfg.refit_every} bars, purge {prep.purge}, embargo {prep.eval_cfg.embargo}"
+            + ("; labels recomputed per fold (decided after the fact)" if prep.labels_as_of else ""))
+
+
 def evaluate(label: str, spec: Any, config: Any, prep: Prepared, progress: Progress | None = None) -> EvaluationResult:
-    """Walk one model forward over the test segment and score it with the task."""
-    folds = make_folds(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
-    bar = progress.add_task(label, total=len(folds)) if progress else None
-    result = walk_forward(
-        label,
-        lambda: build_model(spec, config, prep.task),
-        prep.frame,
-        folds,
-        sequential="sequential" in spec.capabilities,
-        on_fold=(lambda done, total: progress.update(bar, completed=done)) if progress else None,
-        labels_as_of=prep.labels_as_of,
-    )
+    """Walk one model forward over the test segment (or cross-validate it over a corpus) and score it with the task."""
+    if prep.row_folds is not None:
+        bar = progress.add_task(label, total=len(prep.row_folds)) if progress else None
+        result = cross_validate(label, lambda: build_model(spec, config, prep.task), prep.frame, prep.row_folds,
+                                on_fold=(lambda done, total: progress.update(bar, completed=done)) if progress else None)
+    else:
+        folds = make_folds(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
+        bar = progress.add_task(label, total=len(folds)) if progress else None
+        result = walk_forward(
+            label,
+            lambda: build_model(spec, config, prep.task),
+            prep.frame,
+            folds,
+            sequential="sequential" in spec.capabilities,
+            on_fold=(lambda done, total: progress.update(bar, completed=done)) if progress else None,
+            labels_as_of=prep.labels_as_of,
+        )
     missing = [c for c in prep.task.prediction_columns() if c not in result.predictions.columns]
     if missing:
         raise TreumError(
@@ -156,9 +202,22 @@ def leaderboard_frame(prep: Prepared, models: dict[str, EvaluationResult],
 
 def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, metrics: dict, validated: bool,
                    baseline_metrics: dict, job_id: Any, run_dir: Path, actor: str) -> Any:
-    """Fit on everything labelled up to the end of the test segment, save, register; returns the row."""
-    fold = final_fold(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
-    train, valid = fit_rows(prep.frame, fold, prep.labels_as_of)
+    """Fit on everything labelled up to the end of the test segment (every text of a corpus), save, register."""
+    if prep.row_folds is not None:
+        rows = prep.task.final_rows(prep.frame, prep.eval_cfg.seed)
+        train, valid = prep.frame.iloc[rows.train], prep.frame.iloc[rows.valid] if rows.valid is not None else None
+        where = {"corpus": {"texts": len(prep.frame), "final_fit_texts": len(train),
+                            "valid_texts": 0 if valid is None else len(valid)}}
+        evaluation_end = None
+    else:
+        fold = final_fold(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
+        train, valid = fit_rows(prep.frame, fold, prep.labels_as_of)
+        where = {
+            "entities": sorted(map(str, prep.frame.index.get_level_values("entity").unique())),
+            "segments": {k: [str(d.date()) for d in v] for k, v in prep.segments.__dict__.items() if v},
+            "final_fit": {"train": [str(fold.train[0].date()), str(fold.train[1].date())]},
+        }
+        evaluation_end = prep.segments.test[1].date()
     started = datetime.now()
     model = build_model(spec, config, prep.task).fit(train, valid)
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,17 +235,15 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
             performance=prep.task.performance_row(metrics),
             metadata={
                 "data": prep.data_name,
-                "entities": sorted(map(str, prep.frame.index.get_level_values("entity").unique())),
+                **where,
                 "features": prep.features,
                 "task_config": prep.task.config_dict(),
                 "capabilities": sorted(spec.capabilities),
-                "segments": {k: [str(d.date()) for d in v] for k, v in prep.segments.__dict__.items() if v},
-                "final_fit": {"train": [str(fold.train[0].date()), str(fold.train[1].date())]},
                 "run_dir": str(run_dir),
             },
             job_id=job_id,
             started_at=started,
-            evaluation_end=prep.segments.test[1].date(),
+            evaluation_end=evaluation_end,
             actor=actor,
         )
 
@@ -200,6 +257,7 @@ class RunOutcome:
     job_ids: list[str] = field(default_factory=list)
     failures: dict[str, BaseException] = field(default_factory=dict)
     caveat: str = ""  # the data set's, printed beside its leaderboard
+    scheme: str | None = None  # how the figures were made, when not the task's own scheme
 
 
 def open_registry(cfg: DictConfig) -> Registry:
@@ -239,9 +297,7 @@ def run_models(cfg: DictConfig, plugins: PluginRegistry, names: list[str], overr
             outcome.caveat = plugins.dataset(prep.data_name).caveat
             console.print(
                 f"data [bold]{prep.data_name}[/] ({len(prep.frame):,} rows, version {prep.version}); task "
-                f"[bold]{prep.task.name}[/]; test {prep.segments.test[0].date()}..{prep.segments.test[1].date()}, "
-                f"refit every {prep.eval_cfg.refit_every} bars, purge {prep.purge}, embargo {prep.eval_cfg.embargo}"
-                + ("; labels recomputed per fold (decided after the fact)" if prep.labels_as_of else "")
+                f"[bold]{prep.task.name}[/]; {describe_split(prep)}"
             )
             _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, register, registry, actor, outcome)
     finally:
@@ -268,6 +324,7 @@ def _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, 
                         res.metrics.update(prep.task.compare(res.predictions, baselines[reference].predictions))
                     results[name] = res
                     jobs[name].set_metrics(res.metrics)
+                    write_run_files(res, prep, outcome.run_dir / name)
                     if register:
                         validated = prep.task.beats(res.metrics, list(baseline_metrics.values()))
                         entry = register_model(registry, spec, configs[name], prep, res.metrics, validated,
@@ -282,6 +339,92 @@ def _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, 
     write_table(outcome.table, outcome.run_dir, "leaderboard", outcome.caveat)
     for label, res in {**results, **baselines}.items():
         res.predictions.to_csv(outcome.run_dir / f"predictions-{label}.csv")
+
+
+def write_run_files(res: EvaluationResult, prep: Prepared, directory: Path) -> list[Path]:
+    """The last fold's model writes its files for a person to read (``Model.run_files``), if it has any."""
+    from treum.core.data import slice_time
+    from treum.core.evaluation import without_labels
+
+    model = res.last_model
+    if model is None or not res.folds or type(model).run_files is Model.run_files:
+        return []
+    fold = res.folds[-1]
+    last = res.predictions[res.predictions["fold"] == fold.index]
+    if prep.row_folds is not None:
+        seen = without_labels(prep.frame.iloc[fold.test])
+    else:
+        seen = without_labels(slice_time(prep.frame, end=fold.test[1]))
+    directory.mkdir(parents=True, exist_ok=True)
+    files = list(model.run_files(directory, seen, last) or [])
+    if not files:
+        directory.rmdir()
+    for f in files:
+        console.print(f"{res.name}: wrote {f}")
+    return files
+
+
+def apply_version(cfg: DictConfig, plugins: PluginRegistry, run_dir: Path) -> RunOutcome:
+    """A registered version applied as it is to another labelled corpus (cross-domain), beside always-positive.
+
+    Nothing is refit: the version's answers on every text of ``data=`` are scored by its task,
+    next to a fixed rule that needs no training (P(positive) = 1). The figures go into an
+    evaluation job of the registry and the run folder; nothing is registered.
+    """
+    from treum.core.errors import ConfigError
+    from treum.core.evaluation import without_labels
+    from treum.serve.live import load_version, task_of
+
+    name, wanted = str(cfg.model.name), str(cfg.version)
+    data_cfg = to_dict(cfg.data)
+    data_spec = plugins.dataset(data_cfg["name"])
+    if data_spec.kind != "corpus":
+        raise ConfigError(f"version= applies a trained version to another labelled corpus; data '{data_spec.name}' is "
+                          "a panel, where a model is judged by its own walk-forward (`treum evaluate model=NAME`)")
+    check_data_kind(plugins, plugins.model(name).task, data_spec)
+    registry = open_registry(cfg)
+    outcome = RunOutcome(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        row = registry.get(name, None if wanted == "latest" else wanted)
+        task = task_of(plugins, row.model_type, row.model_metadata)
+        with registry.job_batch(str(cfg.get("actor") or "cli")) as batch:
+            job = batch.create(f"evaluate:{name}@v{row.model_version}:{data_spec.name}", "evaluation",
+                               {"name": name, "version": row.model_version, **(row.model_config or {})},
+                               {"applied": True, "task": task.config_dict()}, data_cfg)
+            outcome.job_ids = [str(job.id)]
+            with job.running():
+                model = load_version(registry, plugins, row.artifact_sha256, task)
+                corpus = data_spec.load(data_cfg)
+                frame = corpus.join(task.make_targets(corpus))
+                label_cols = [c for c in frame.columns if str(c).startswith("target")]
+                ours = model.predict(without_labels(frame)).join(frame[label_cols])
+                fixed = always_positive(task, frame).join(frame[label_cols])
+                seed, n_boot = int(cfg.eval.get("seed", 0)), int(cfg.eval.get("bootstrap", 500))
+                rows = []
+                for label, kind, oos in ((f"{name} v{row.model_version}", "model", ours),
+                                         ("always_positive", "baseline", fixed)):
+                    rows.append({"model": label, "kind": kind, **task.score(oos, n_boot, seed), "empty": 0.0,
+                                 "fit_seconds": 0.0})
+                    oos.to_csv(run_dir / f"predictions-{label.replace(' ', '-')}.csv")
+                job.set_metrics(rows[0])
+    finally:
+        registry.close()
+    table = pd.DataFrame(rows)
+    table["fewer_rows"] = False
+    outcome.task, outcome.table = task, table
+    outcome.scheme = "a registered version applied unchanged to every text, no refit"
+    outcome.caveat = (f"{name} v{row.model_version} was trained on '{(row.model_metadata or {}).get('data')}' and is "
+                      f"applied unchanged to '{data_spec.name}' (cross-domain). {data_spec.caveat}").strip()
+    write_table(table, run_dir, "leaderboard", outcome.caveat)
+    return outcome
+
+
+def always_positive(task: Task, frame: pd.DataFrame) -> pd.DataFrame:
+    """The fixed rule every cross-domain figure stands beside: certainty of the task's positive class."""
+    cols = list(task.prediction_columns())
+    positive = next((c for c in cols if c.endswith("positive")), cols[-1])
+    return pd.DataFrame({c: float(c == positive) for c in cols}, index=frame.index)
 
 
 def models_of_task(plugins: PluginRegistry, task: str) -> list[str]:

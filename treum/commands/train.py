@@ -19,6 +19,15 @@ def run(command: str, cfg: DictConfig, overrides: list[str], run_dir: Path) -> i
 
     plugins = create_plugin_registry()
     cfg = compose_run(overrides, plugins)  # the task follows the model in every combination of a sweep
+    if cfg.get("version") is not None:
+        from treum.core.errors import ConfigError
+
+        if command != "evaluate":
+            raise ConfigError("version= applies a registered version to other data; it belongs to `treum evaluate`, "
+                              "not `treum train` (drop it, or run treum evaluate)")
+        outcome = stages.apply_version(cfg, plugins, run_dir)
+        print_run(outcome)
+        return 0
     register = command == "train" and cfg.registry.get("register") is not False  # validated: true, false or null
     outcome = stages.run_models(cfg, plugins, [cfg.model.name], overrides, command, register, run_dir)
     print_run(outcome)

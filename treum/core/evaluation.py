@@ -107,6 +107,7 @@ class EvaluationResult:
     fit_seconds: float
     predict_seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    last_model: Any = None  # the last fold's fitted model (for ``Model.run_files``)
 
 
 def without_labels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -156,6 +157,7 @@ def walk_forward(
     """
     parts = []
     fit_s = pred_s = 0.0
+    model = None
     ts = frame.index.get_level_values("timestamp")
     inputs = without_labels(frame)  # labels look forward: predict never sees them
     for fold in folds:
@@ -176,7 +178,7 @@ def walk_forward(
         if on_fold is not None:
             on_fold(fold.index + 1, len(folds))
     predictions = pd.concat(parts).sort_index()
-    return EvaluationResult(name, predictions, folds, fit_s, pred_s)
+    return EvaluationResult(name, predictions, folds, fit_s, pred_s, last_model=model)
 
 
 def final_fold(timestamps: pd.DatetimeIndex, segments: Segments, cfg: WalkForwardConfig, purge: int) -> Fold:
@@ -195,3 +197,47 @@ def final_fold(timestamps: pd.DatetimeIndex, segments: Segments, cfg: WalkForwar
     if valid_len:
         return Fold(-1, (ts[first], ts[fit_end - valid_len - purge]), (ts[fit_end - valid_len + 1], ts[fit_end]), (ts[end], ts[end]))
     return Fold(-1, (ts[first], ts[fit_end]), None, (ts[end], ts[end]))
+
+
+@dataclass(frozen=True)
+class RowFold:
+    """A fold of rows that have no time order (sentences): positions into the frame, not dates.
+
+    A task whose rows are exchangeable (``Task.row_folds``) is scored by cross-validation over
+    these instead of the walk-forward; ``valid`` is carved out of the training rows, never the test rows.
+    """
+
+    index: int
+    train: np.ndarray
+    valid: np.ndarray | None
+    test: np.ndarray
+
+
+def cross_validate(
+    name: str,
+    build: Callable[[], Any],
+    frame: pd.DataFrame,
+    folds: list[RowFold],
+    on_fold: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Fit a fresh model per fold on its training rows and predict its held-out rows (each row once)."""
+    parts = []
+    fit_s = pred_s = 0.0
+    model = None
+    inputs = without_labels(frame)
+    for fold in folds:
+        model = build()
+        valid = frame.iloc[fold.valid] if fold.valid is not None and len(fold.valid) else None
+        t0 = time.perf_counter()
+        model.fit(frame.iloc[fold.train], valid)
+        t1 = time.perf_counter()
+        pred = model.predict(inputs.iloc[fold.test]).copy()
+        pred_s += time.perf_counter() - t1
+        fit_s += t1 - t0
+        pred["fold"] = fold.index
+        parts.append(pred)
+        if on_fold is not None:
+            on_fold(fold.index + 1, len(folds))
+    predictions = pd.concat(parts)
+    predictions = predictions.loc[frame.index[frame.index.isin(predictions.index)]]  # the frame's order
+    return EvaluationResult(name, predictions, list(folds), fit_s, pred_s, last_model=model)

@@ -106,6 +106,16 @@ class Model:
         """
         return self.predict(data).iloc[-1]
 
+    def run_files(self, directory: Path, data: pd.DataFrame, rows: pd.DataFrame) -> list[Path]:
+        """Files a person reads beside the leaderboard (a sheet of sample inputs with labels and predictions).
+
+        Called once per run with the last walk-forward fold's fitted model: ``data`` is what
+        ``predict`` saw (no labels) up to the end of that fold's test block, ``rows`` that block's
+        rows with the label columns and this model's prediction columns joined. Write into
+        ``directory`` (created by the caller) and return the paths; the default writes nothing.
+        """
+        return []
+
     # helpers for subclasses -----------------------------------------------
     @staticmethod
     def join_valid(data: pd.DataFrame, valid: pd.DataFrame | None) -> pd.DataFrame:

@@ -109,8 +109,11 @@ class TaskSpec:
     reference: str | None = None
     data: str | None = None
     demo: tuple[str, ...] = ()
+    data_kind: str = "panel"  # what its data sets return: "panel" (bars in time) or "corpus" (labelled texts)
 
     def __post_init__(self) -> None:
+        if self.data_kind not in DATA_KINDS:
+            raise ValueError(f"task '{self.name}': data_kind must be one of {sorted(DATA_KINDS)}, got {self.data_kind!r}")
         labels = [b.label for b in self.baselines]
         if len(set(labels)) != len(labels):
             raise ValueError(f"task '{self.name}': two baselines share a label ({labels})")
@@ -118,12 +121,20 @@ class TaskSpec:
             raise ValueError(f"task '{self.name}': reference '{self.reference}' is not one of its baselines {labels}")
 
 
+DATA_KINDS = frozenset({"panel", "corpus"})
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A data set: ``load(config) -> Panel`` (a long frame indexed by (timestamp, entity)).
 
-    ``caveat`` is printed beside every leaderboard on the data set (survivorship, a short
-    sample): what a reader must know before trusting a figure.
+    ``kind="corpus"`` marks labelled text instead: ``load`` returns a frame indexed by ``doc``
+    with a ``text`` and a ``label`` column (``treum.core.corpus``), for the tasks whose
+    ``data_kind`` is ``"corpus"``. ``caveat`` is printed beside every leaderboard on the data
+    set (survivorship, a short sample, a licence): what a reader must know before trusting a
+    figure. ``missing(config)``, when given, says why the data set cannot be loaded on this
+    machine (a research file that is not there, and where to put it), or None when it can:
+    ``treum demo`` skips such a task and says why.
     """
 
     name: str
@@ -132,6 +143,12 @@ class DatasetSpec:
     source: str = ""
     frequency: str = "1d"
     caveat: str = ""
+    kind: str = "panel"
+    missing: Callable[[Any], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in DATA_KINDS:
+            raise ValueError(f"data set '{self.name}': kind must be one of {sorted(DATA_KINDS)}, got {self.kind!r}")
 
 
 @dataclass(frozen=True)

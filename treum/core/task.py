@@ -67,6 +67,26 @@ class Task:
 
         return self.make_targets(slice_time(panel, end=end))
 
+    def row_folds(self, frame: pd.DataFrame, seed: int) -> list[Any] | None:
+        """Folds of rows for a task whose rows have no time order (``treum.core.evaluation.RowFold``).
+
+        None (the default) scores the task by the walk-forward over dates; a corpus task
+        returns its cross-validation folds, and ``final_rows`` the split of the registered fit.
+        """
+        return None
+
+    def final_rows(self, frame: pd.DataFrame, seed: int) -> Any:
+        """The (train, valid) rows of the fit that gets registered, for a task with ``row_folds``."""
+        raise NotImplementedError
+
+    def evaluation_note(self) -> str:
+        """What the run line says about the scheme, for a task scored by ``row_folds`` (why not walk-forward)."""
+        return ""
+
+    def scheme(self) -> str:
+        """How the leaderboard's figures were made, for its title."""
+        return "walk-forward, out of sample"
+
     # predictions -------------------------------------------------------------
     def prediction_columns(self) -> tuple[str, ...]:
         """The columns every model of the task predicts (derived from the config)."""

@@ -488,7 +488,8 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on
 
     if plugins is not None:  # each behind its scope's key check, as the built-in routes are
         # a name /predict/{task} answers: a task or a built-in route (aliases are checked with the settings)
-        answered = set(plugins.specs("tasks")) | set(RESERVED_ROUTES)
+        # (a corpus task reads texts, not an instrument's bars: its plugin route answers it, not the template)
+        answered = {n for n, t in plugins.specs("tasks").items() if t.data_kind == "panel"} | set(RESERVED_ROUTES)
         mount_plugin_routes(app, plugins, PREFIX, get_service,
                             lambda scope: predict_guard if scope == "predict" else require(scope),
                             taken=lambda value: value in answered)

@@ -50,6 +50,8 @@ class BarStore:
     def add_dataset(self, name: str) -> None:
         if name in self._loaded or name not in self.plugins.specs("datasets") or name == "csv":
             return
+        if self.plugins.dataset(name).kind != "panel":  # labelled text: no bars to serve from
+            return
         panel = self.plugins.dataset(name).load({})
         names = []
         for entity, frame in panel.groupby(level="entity", sort=False):

@@ -29,6 +29,7 @@ def list_tasks(request: Request) -> dict[str, Any]:
         live = service.live.get(answering["model"]) if answering["model"] else None
         task = live.task if live is not None and live.task is not None else build_task(spec)
         out[name] = {"description": spec.description, "prediction_columns": list(task.prediction_columns()),
+                     "input": "bars" if spec.data_kind == "panel" else "text",
                      "aliases": [a for a, alias in service.settings.aliases.items() if alias.task == name],
                      **answering}
     ensemble = service.settings.ensemble
