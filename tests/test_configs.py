@@ -37,7 +37,10 @@ def test_every_config_file_composes_and_validates(group, choice):
         build_config(WalkForwardConfig, node, "eval")
     elif group == "data":
         assert choice in _REG.specs("datasets")
-        Segments.from_config(node.get("segments") or {})
+        if _REG.dataset(choice).kind == "panel":  # a corpus has no dates, so no segments
+            Segments.from_config(node.get("segments") or {})
+        else:
+            assert "segments" not in node, f"data/{choice} is labelled text: its rows have no dates to segment"
     elif group == "features":
         assert choice in _REG.specs("features")
     elif group == "serve":
@@ -51,7 +54,13 @@ def test_every_config_file_composes_and_validates(group, choice):
             build_spec_config(_REG.model(model), {**to_dict(compose_plain([f"model={model}"], _REG).model), **values})
 
 
-@pytest.mark.parametrize("name", sorted(c for g, c in CHOICES if g == "data" and c != "csv"))
+def _loads_without_a_file(name: str) -> bool:
+    """A packaged panel: not a corpus (no segments) nor a data set that reads the user's file (``path``)."""
+    node = to_dict(compose_plain([f"data={name}"], _REG).data)
+    return _REG.dataset(name).kind == "panel" and "path" not in node
+
+
+@pytest.mark.parametrize("name", sorted(c for g, c in CHOICES if g == "data" and _loads_without_a_file(c)))
 def test_every_data_set_fits_its_segments(name):
     cfg = compose_plain([f"data={name}"], _REG)
     data_cfg = to_dict(cfg.data)

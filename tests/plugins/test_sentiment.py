@@ -77,8 +77,9 @@ def test_a_text_file_names_its_missing_columns_and_normalises_labels(tmp_path):
 
 
 def test_a_missing_research_file_says_where_to_put_it(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # neither ./shared/data nor ../shared/data holds it here
     monkeypatch.setenv(text_data.SEARCH_ENV, str(tmp_path / "nowhere"))
+    assert text_data.search_dirs()[0] == tmp_path / "nowhere"  # the variable comes first
+    monkeypatch.setattr(text_data, "search_dirs", lambda: [tmp_path / "nowhere", tmp_path / "shared/data"])
     spec = PLUGINS.dataset("phrasebank")
     why = spec.missing({"path": None})
     assert "financial_phrasebank_50agree.txt" in why and "TREUM_TEXT_DATA" in why and "data.path=" in why
@@ -114,8 +115,18 @@ def test_too_few_texts_of_a_class_for_the_folds_is_an_error_that_says_what_to_do
     frame = sample_frame()
     negatives = frame.index[frame["label"] == "negative"]
     small = frame.drop(negatives[3:])  # three negative texts left: too few for five folds
-    with pytest.raises(ValueError, match="at least 5 texts of each class.*task.folds"):
+    with pytest.raises(ValueError, match="at least 10 texts of each class.*'negative': 3.*task.folds"):
         task().row_folds(small, 0)
+
+
+def test_copies_of_a_text_stay_on_one_side_of_every_fold():
+    frame = sample_frame()
+    normal = frame["text"].str.lower()
+    assert normal.duplicated().sum() > 10  # the template sentences repeat, as research corpora do
+    for f in task().row_folds(frame, 0):
+        test_texts = set(normal.iloc[f.test])
+        assert not test_texts & set(normal.iloc[f.train]) and not test_texts & set(normal.iloc[f.valid])
+        assert not set(normal.iloc[f.train]) & set(normal.iloc[f.valid])
 
 
 def test_metrics_by_hand():
@@ -153,6 +164,7 @@ def test_a_corpus_run_cross_validates_every_model_on_the_same_folds():
     cfg = compose_leaderboard(["task=sentiment", "data=sentiment_sample"], PLUGINS)
     prep = stages.prepare(cfg, PLUGINS)
     assert prep.row_folds is not None and prep.segments is None and "5-fold" in stages.describe_split(prep)
+    assert "label" not in prep.frame.columns and "target" in prep.frame.columns  # the label only as the target
     base = stages.evaluate_baselines(prep, PLUGINS, [], None)
     for res in base.values():
         assert res.predictions.index.equals(prep.frame.index)  # each text once, in the corpus's order
@@ -177,22 +189,29 @@ def test_a_task_and_a_data_set_of_different_kinds_are_refused_with_the_fitting_c
 DOCUMENT = """Operator:
 Good morning, and welcome to the third-quarter call of Aldena Inc. Mr. Virtanen will begin.
 
-Net sales rose 12.5% to EUR 310 mn, and operating profit increased to EUR 41 mn. We raised our outlook for the year.
+Net sales rose 12.5% to EUR 310 mn, and operating
+profit increased to EUR 41 mn. We raised our outlook for the year.
+
 Demand in the U.S. was strong. However, margins in Asia fell sharply and we closed two plants.
+
 Thank you.
 """
 
 
-def test_a_document_is_split_into_sentences_despite_abbreviations_and_decimals():
+def test_a_document_is_split_into_sentences_despite_abbreviations_decimals_and_hard_wraps():
     sentences = split_sentences(DOCUMENT)
     assert sentences == [
-        "Good morning, and welcome to the third-quarter call of Aldena Inc. Mr. Virtanen will begin.",
+        "Good morning, and welcome to the third-quarter call of Aldena Inc.",
+        "Mr. Virtanen will begin.",
         "Net sales rose 12.5% to EUR 310 mn, and operating profit increased to EUR 41 mn.",
         "We raised our outlook for the year.",
         "Demand in the U.S. was strong.",
         "However, margins in Asia fell sharply and we closed two plants.",
         "Thank you.",
     ]
+    assert split_sentences("Revenue grew in Q4. Margins fell.") == ["Revenue grew in Q4.", "Margins fell."]
+    assert split_sentences("The note is due Sept. 30 and J. Doe signed it.") == [
+        "The note is due Sept. 30 and J. Doe signed it."]
 
 
 class KeywordModel:
@@ -210,9 +229,9 @@ class KeywordModel:
 
 def test_a_document_s_tone_and_the_sentences_that_drive_it():
     doc = score_document(KeywordModel(), DOCUMENT, top=2)
-    assert doc["sentences"] == 6 and doc["sentences_scored"] == 5  # "Thank you." has no tone to count
+    assert doc["sentences"] == 7 and doc["sentences_scored"] == 6  # "Thank you." has no tone to count
     assert doc["tone"] > 0 and doc["label"] == "positive"
-    assert [d["sentence"] for d in doc["drivers"]] == [2, 3]  # the two strongest positive sentences, in order
+    assert [d["sentence"] for d in doc["drivers"]] == [3, 4]  # the two strongest positive sentences, in order
     assert doc["counterpoints"][0]["text"].startswith("However, margins") and doc["counterpoints"][0]["tone"] < 0
     assert sum(doc["probabilities"].values()) == pytest.approx(1, abs=1e-3)
 
@@ -222,3 +241,16 @@ def test_aggregate_of_an_all_negative_document_names_negative_drivers():
     proba = KeywordModel().predict(pd.DataFrame({"text": sentences}))
     doc = aggregate(sentences, proba)
     assert doc["label"] == "negative" and all(d["tone"] < 0 for d in doc["drivers"]) and doc["counterpoints"] == []
+
+
+def test_max_texts_keeps_a_seeded_stratified_subset_in_order(tmp_path):
+    path = tmp_path / "pb.txt"
+    path.write_text("\n".join(text_data.sample_lines(400)), encoding="latin-1")
+    full = PLUGINS.dataset("phrasebank").load({"path": str(path)})
+    part = PLUGINS.dataset("phrasebank").load({"path": str(path), "max_texts": 100})
+    again = PLUGINS.dataset("phrasebank").load({"path": str(path), "max_texts": 100})
+    assert len(part) == 100 and part.equals(again) and list(part["line"]) == sorted(part["line"])
+    shares = full["label"].value_counts(normalize=True)
+    assert (part["label"].value_counts(normalize=True) - shares).abs().max() < 0.02
+    with pytest.raises(DataValidationError, match="max_texts=10 is too few"):
+        PLUGINS.dataset("phrasebank").load({"path": str(path), "max_texts": 10})

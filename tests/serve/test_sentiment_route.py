@@ -7,7 +7,6 @@ deployed; the route, the CLI and the cross-domain evaluation answer with it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -40,7 +39,7 @@ def sentiment_home(tmp_path_factory, serve_plugins):
     reg = Registry(home=home)
     m = reg.register(name="minilm_lr", task="sentiment", family=spec.family, config=config_dict(config),
                      artifact_dir=path, metrics={"accuracy": 0.9, "n": 240.0}, baselines={}, validated=True,
-                     data_version="test", performance=task.performance_row({"accuracy": 0.9, "n": 240.0}),
+                     data_version=stages.data_version(corpus), performance=task.performance_row({"accuracy": 0.9, "n": 240.0}),
                      metadata={"data": "sentiment_sample", "features": "none", "task_config": task.config_dict()})
     reg.deploy("minilm_lr", m.model_version, actor="test", reason="sentiment route")
     reg.close()
@@ -69,6 +68,15 @@ def test_texts_are_answered_in_order_with_class_probabilities_and_the_version(cl
         assert x["tone"] == pytest.approx(x["probabilities"]["positive"] - x["probabilities"]["negative"], abs=1e-3)
     one = client.post(f"{API}/predict/sentiment", json={"text": texts[1]}).json()
     assert one["results"][0]["probabilities"] == body["results"][1]["probabilities"]  # alone as in a batch
+    ids = [x["prediction_id"] for x in body["results"]]
+    assert len(set(ids)) == 3 and all(i.startswith(body["request_id"] + ":") for i in ids)
+
+
+def test_the_generic_and_batch_routes_send_text_tasks_to_their_route(client):
+    r = client.post(f"{API}/predict/batch", json={"requests": [{"task": "sentiment", "instrument": "SPX"}]})
+    assert r.status_code == 200, r.text
+    item = r.json()["results"][0]
+    assert item["status"] == 422 and "reads text" in item["error"]
 
 
 def test_a_document_gets_its_tone_and_its_driving_sentences(client):
@@ -157,6 +165,9 @@ def test_a_registered_version_is_applied_unchanged_to_another_labelled_file(sent
     bad = compose_run(["model=minilm_lr", "data=sentiment_sample", "version=7"], serve_plugins)
     with pytest.raises(Exception, match="version"):
         stages.apply_version(bad, serve_plugins, tmp_path / "run2")
+    same = compose_run(["model=minilm_lr", "data=sentiment_sample", "version=latest"], serve_plugins)
+    with pytest.raises(Exception, match="fitted on this very data.*in-sample"):
+        stages.apply_version(same, serve_plugins, tmp_path / "run4")
     panel = compose_run(["model=minilm_lr", "data=sp500", "version=latest"], serve_plugins)
     with pytest.raises(Exception, match="is a panel"):
         stages.apply_version(panel, serve_plugins, tmp_path / "run3")

@@ -36,7 +36,12 @@ from treum.core.task import Task, build_task
 # smaller settings so that the contract runs in seconds; quality floors use the shipped configs
 FAST = {"ts_transformer": {"max_epochs": 2, "d_model": 16, "window": 16}, "markov_regime": {"search_reps": 1},
         "rl_portfolio": {"total_timesteps": 1000},
-        "minilm_finetuned": {"max_epochs": 1, "max_length": 32, "evals_per_epoch": 1, "batch_size": 16}}
+        "minilm_finetuned": {"max_epochs": 1, "max_length": 32, "evals_per_epoch": 1, "batch_size": 16},
+        "chart_cnn": {"window": 10, "height": 16, "max_epochs": 2, "max_train_images": 1000, "max_valid_images": 300},
+        "chart_cnn_rank": {"window": 10, "height": 16, "max_epochs": 2, "max_train_images": 1000,
+                           "max_valid_images": 300},
+        **{name: {"max_epochs": 2, "hidden": 8, "d_model": 8} for name in (
+            "multimodal_fusion", "multimodal_fusion_no_price", "multimodal_fusion_no_text", "multimodal_fusion_no_macro")}}
 
 
 def task_of(plugins: Any, spec: Any) -> Task:
@@ -53,8 +58,10 @@ def example_frame(plugins: Any, spec: Any, panel: bool = False) -> pd.DataFrame:
     """The task's example data (or its multi-entity panel) with features and the task's labels."""
     ex = plugins.task(spec.task).example
     if is_corpus(plugins, spec):
+        from treum.core.corpus import corpus_inputs
+
         corpus = plugins.dataset(ex.data).load({})
-        return corpus.join(task_of(plugins, spec).make_targets(corpus))
+        return corpus_inputs(corpus).join(task_of(plugins, spec).make_targets(corpus))
     data = plugins.dataset(ex.panel if panel else ex.data).load({"start": ex.start, "end": ex.end})
     if panel and ex.entities:
         data = data[data.index.get_level_values("entity").isin(ex.entities)]

@@ -45,9 +45,13 @@ def run() -> int:
     for task, data, extra in demo_runs(plugins):
         overrides = [f"task={task}", f"data={data}", *extra]
         cfg = compose_leaderboard(overrides, plugins)
-        names = stages.models_of_task(plugins, task)
+        names = stages.models_of_task(plugins, task, demo=True)  # `treum leaderboard` runs every one
         n_base = len(plugins.task(task).baselines)
         console.rule(f"[bold]{task}[/] on {data}: {', '.join(names)} beside {n_base} baselines")
+        costly = [n for n in stages.models_of_task(plugins, task) if n not in names and plugins.model(n).ablation_of is None]
+        if costly:
+            console.print(f"left out of the demo (too slow on two CPU cores; `treum leaderboard task={task}` runs them): "
+                          + ", ".join(costly))
         outcome = stages.run_models(cfg, plugins, names, overrides, "leaderboard", register=True)
         print_leaderboard(f"{task} leaderboard on {data} ({outcome.task.scheme()})", outcome.table,
                           outcome.task.headline(), outcome.caveat)
@@ -66,7 +70,7 @@ def run() -> int:
         registry.close()
     registry = Registry()
     settings = ServeSettings.from_config(to_dict(compose_plain([], plugins).serve))
-    _deploy_for_serving(registry, settings, plugins.specs("tasks"))
+    _deploy_for_serving(registry, settings, plugins.specs("tasks"), plugins.specs("serve_routes"))
     console.rule("[bold]registry")
     for m in registry.list_models():
         console.print(f"{m.model_name:16s} v{m.model_version:3s} {m.model_type:11s} {m.deployment_status:10s} {m.id}")
@@ -78,8 +82,10 @@ def run() -> int:
     return serve_once(settings)
 
 
-def serving_needs(registry: Registry, settings: ServeSettings, tasks: Mapping[str, Any]) -> list[str]:
-    """The model names the serving demo needs live: the regime model, each alias's model, the ensemble's members.
+def serving_needs(registry: Registry, settings: ServeSettings, tasks: Mapping[str, Any],
+                  routes: Mapping[str, Any] | None = None) -> list[str]:
+    """The model names the serving demo needs live: the model of each plugin route's task (``ServeRouteSpec.task``),
+    the regime model, each alias's model, the ensemble's members.
 
     A task's model is the one the serve config names, else its deployed (validated) model, else the
     registered one with the best walk-forward score on the task's primary metric (never a second model
@@ -103,6 +109,9 @@ def serving_needs(registry: Registry, settings: ServeSettings, tasks: Mapping[st
         return max(rows, key=lambda m: (score(m, task), m.created_at)).model_name if rows else None
 
     needed = []
+    for route in (routes or {}).values():  # a plugin route that needs a task's model, to show it answering
+        if route.task is not None and route.example is not None:
+            needed.append(of_task(route.task))
     if settings.regime is not None:
         needed.append(settings.regime.model or of_task(settings.regime.task))
     needed += [of_task(alias.task) for alias in settings.aliases.values()]
@@ -111,10 +120,11 @@ def serving_needs(registry: Registry, settings: ServeSettings, tasks: Mapping[st
     return [n for n in dict.fromkeys(needed) if n]
 
 
-def _deploy_for_serving(registry: Registry, settings: ServeSettings, tasks: Mapping[str, Any]) -> None:
+def _deploy_for_serving(registry: Registry, settings: ServeSettings, tasks: Mapping[str, Any],
+                        routes: Mapping[str, Any] | None = None) -> None:
     """The combined signal needs its regime model and members live. Where none beat its baselines,
     the demo deploys the newest version anyway, with --force and a reason in the audit log, and says so."""
-    for name in serving_needs(registry, settings, tasks):
+    for name in serving_needs(registry, settings, tasks, routes):
         if registry.live(name) is not None:
             continue
         newest = registry.get(name)

@@ -113,9 +113,10 @@ def check_data_kind(plugins: PluginRegistry, task: str, data_spec: Any) -> None:
 
 def _prepare_corpus(cfg: DictConfig, data_spec: Any, data_cfg: dict, task: Task, eval_cfg: WalkForwardConfig) -> Prepared:
     """A corpus for a task scored over rows without time order: texts, labels and the task's folds."""
+    from treum.core.corpus import corpus_inputs
+
     corpus = data_spec.load(data_cfg)
-    targets = task.make_targets(corpus)
-    frame = corpus.join(targets)
+    frame = corpus_inputs(corpus).join(task.make_targets(corpus))  # the person's label only as the task's target
     try:
         folds = task.row_folds(frame, eval_cfg.seed)
     except ValueError as exc:
@@ -208,7 +209,7 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
         train, valid = prep.frame.iloc[rows.train], prep.frame.iloc[rows.valid] if rows.valid is not None else None
         where = {"corpus": {"texts": len(prep.frame), "final_fit_texts": len(train),
                             "valid_texts": 0 if valid is None else len(valid)}}
-        evaluation_end = None
+        evaluation_end, period = None, "cross_validation"
     else:
         fold = final_fold(prep.frame.index.get_level_values("timestamp"), prep.segments, prep.eval_cfg, prep.purge)
         train, valid = fit_rows(prep.frame, fold, prep.labels_as_of)
@@ -217,7 +218,7 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
             "segments": {k: [str(d.date()) for d in v] for k, v in prep.segments.__dict__.items() if v},
             "final_fit": {"train": [str(fold.train[0].date()), str(fold.train[1].date())]},
         }
-        evaluation_end = prep.segments.test[1].date()
+        evaluation_end, period = prep.segments.test[1].date(), "walk_forward"
     started = datetime.now()
     model = build_model(spec, config, prep.task).fit(train, valid)
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,11 +240,13 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
                 "features": prep.features,
                 "task_config": prep.task.config_dict(),
                 "capabilities": sorted(spec.capabilities),
+                "evaluation": prep.task.scheme(),  # how the out-of-sample figures were made
                 "run_dir": str(run_dir),
             },
             job_id=job_id,
             started_at=started,
             evaluation_end=evaluation_end,
+            evaluation_period=period,
             actor=actor,
         )
 
@@ -371,6 +374,7 @@ def apply_version(cfg: DictConfig, plugins: PluginRegistry, run_dir: Path) -> Ru
     next to a fixed rule that needs no training (P(positive) = 1). The figures go into an
     evaluation job of the registry and the run folder; nothing is registered.
     """
+    from treum.core.corpus import corpus_inputs
     from treum.core.errors import ConfigError
     from treum.core.evaluation import without_labels
     from treum.serve.live import load_version, task_of
@@ -388,6 +392,12 @@ def apply_version(cfg: DictConfig, plugins: PluginRegistry, run_dir: Path) -> Ru
     try:
         row = registry.get(name, None if wanted == "latest" else wanted)
         task = task_of(plugins, row.model_type, row.model_metadata)
+        corpus = data_spec.load(data_cfg)
+        if row.training_data_version == data_version(corpus):
+            raise ConfigError(
+                f"{name} v{row.model_version} was fitted on this very data (version {row.training_data_version}): its answers "
+                "here are in-sample; its cross-validation figures are in `treum registry show "
+                f"{name}`, and version= is for other labelled text")
         with registry.job_batch(str(cfg.get("actor") or "cli")) as batch:
             job = batch.create(f"evaluate:{name}@v{row.model_version}:{data_spec.name}", "evaluation",
                                {"name": name, "version": row.model_version, **(row.model_config or {})},
@@ -395,15 +405,14 @@ def apply_version(cfg: DictConfig, plugins: PluginRegistry, run_dir: Path) -> Ru
             outcome.job_ids = [str(job.id)]
             with job.running():
                 model = load_version(registry, plugins, row.artifact_sha256, task)
-                corpus = data_spec.load(data_cfg)
-                frame = corpus.join(task.make_targets(corpus))
+                frame = corpus_inputs(corpus).join(task.make_targets(corpus))
                 label_cols = [c for c in frame.columns if str(c).startswith("target")]
                 ours = model.predict(without_labels(frame)).join(frame[label_cols])
-                fixed = always_positive(task, frame).join(frame[label_cols])
+                rule, fixed = task.fixed_rule(frame)
+                fixed = fixed.join(frame[label_cols])
                 seed, n_boot = int(cfg.eval.get("seed", 0)), int(cfg.eval.get("bootstrap", 500))
                 rows = []
-                for label, kind, oos in ((f"{name} v{row.model_version}", "model", ours),
-                                         ("always_positive", "baseline", fixed)):
+                for label, kind, oos in ((f"{name} v{row.model_version}", "model", ours), (rule, "baseline", fixed)):
                     rows.append({"model": label, "kind": kind, **task.score(oos, n_boot, seed), "empty": 0.0,
                                  "fit_seconds": 0.0})
                     oos.to_csv(run_dir / f"predictions-{label.replace(' ', '-')}.csv")
@@ -420,13 +429,7 @@ def apply_version(cfg: DictConfig, plugins: PluginRegistry, run_dir: Path) -> Ru
     return outcome
 
 
-def always_positive(task: Task, frame: pd.DataFrame) -> pd.DataFrame:
-    """The fixed rule every cross-domain figure stands beside: certainty of the task's positive class."""
-    cols = list(task.prediction_columns())
-    positive = next((c for c in cols if c.endswith("positive")), cols[-1])
-    return pd.DataFrame({c: float(c == positive) for c in cols}, index=frame.index)
-
-
-def models_of_task(plugins: PluginRegistry, task: str) -> list[str]:
-    """The enabled models (not baselines) of a task."""
-    return [n for n, s in plugins.specs("models").items() if s.task == task and not s.baseline]
+def models_of_task(plugins: PluginRegistry, task: str, demo: bool = False) -> list[str]:
+    """The enabled models (not baselines) of a task; for ``demo``, without ablations and models too costly for it."""
+    return [n for n, s in plugins.specs("models").items()
+            if s.task == task and not s.baseline and (not demo or (s.ablation_of is None and s.demo))]

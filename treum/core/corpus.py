@@ -16,6 +16,12 @@ import pandas as pd
 from treum.core.errors import DataValidationError
 
 DOC_INDEX = "doc"
+LABEL_COLUMNS = ("label", "score")  # what a person decided about the text: the task's labels come from them
+
+
+def corpus_inputs(corpus: pd.DataFrame) -> pd.DataFrame:
+    """The corpus less its label columns: what a model may see beside the task's ``target*`` columns."""
+    return corpus.drop(columns=[c for c in LABEL_COLUMNS if c in corpus.columns])
 
 
 def make_corpus(texts: Sequence[str], labels: Sequence[str], lines: Sequence[int] | None = None,

@@ -45,6 +45,8 @@ class ModelSpec:
     description: str = ""
     extra: str | None = None  # the pip extra it needs, if any
     baseline: bool = False  # baselines are scored beside models but never registered
+    ablation_of: str | None = None  # a model with one part removed: leaderboards score it, the demo skips it
+    demo: bool = True  # False: too costly for `treum demo` on two CPU cores (leaderboards still run it)
 
     def __post_init__(self) -> None:
         unknown = set(self.capabilities) - CAPABILITIES
@@ -211,6 +213,7 @@ class ServeRouteSpec:
     scope: str | None = "read"
     example: Mapping[str, Any] | None = None  # httpx keywords of a request that shows it (``json=``, ``params=``)
     shows: tuple[str, ...] = ()  # dotted paths of the example's answer that the demo prints (all when empty)
+    task: str | None = None  # the task whose deployed model answers it (the demo deploys one to show the route)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,11 @@ class Task:
         """What the run line says about the scheme, for a task scored by ``row_folds`` (why not walk-forward)."""
         return ""
 
+    def fixed_rule(self, frame: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+        """(label, predictions) of a rule that needs no training, beside which a trained version applied
+        to other data (``treum evaluate ... version=``) is shown; tasks that allow that define it."""
+        raise NotImplementedError(f"task '{self.name}' defines no fixed rule to compare an applied version with")
+
     def scheme(self) -> str:
         """How the leaderboard's figures were made, for its title."""
         return "walk-forward, out of sample"

@@ -225,6 +225,7 @@ class Registry:
         job_id: uuid.UUID | None = None,
         started_at: datetime | None = None,
         evaluation_end: date | None = None,
+        evaluation_period: str = "walk_forward",
         actor: str = "cli",
     ) -> MLModel:
         """Store the artifact and add a new version, its metrics and its audit row in one transaction.
@@ -266,7 +267,7 @@ class Registry:
                     if perf:
                         s.add(ModelPerformanceMetric(**{
                             "metric_date": evaluation_end or now.date(),
-                            "evaluation_period": "walk_forward",
+                            "evaluation_period": evaluation_period,
                             **perf,
                             "model_id": model.id,
                         }))

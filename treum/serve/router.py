@@ -430,6 +430,10 @@ class Service:
         ``market``: read the model's own market (the first instrument it was fitted on) as of
         the instrument's last bar, instead of the instrument.
         """
+        spec = self.plugins.specs("tasks").get(task)
+        if spec is not None and spec.data_kind != "panel":  # texts, not an instrument's bars
+            raise RequestError(422, f"task '{task}' reads text, not an instrument's bars; its plugin's route answers it "
+                                    f"(POST /api/v1/ml/predict/{task} with a text; see GET /openapi.json)")
         named = self.model_for_task(task)
         live, arm, _ = self._resolve(named.name, user_id)
         source = await self.asource(instrument, bars)

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from treum.core.early_stopping import EarlyStopping
 from treum.core.errors import TreumError
 from treum.core.hookspecs import hookimpl
 from treum.core.model import Model, feature_columns
@@ -245,7 +246,7 @@ class MarketGNNModel(Model):
         if valid is not None and len(valid) and valid["target_ret"].notna().any():
             vs = self._snapshots(valid)
         gen = torch.Generator().manual_seed(cfg.seed)
-        best, best_state, stale = -np.inf, None, 0
+        stopper = EarlyStopping(cfg.patience, higher_is_better=True)
         self.epochs_ = 0
         for epoch in range(cfg.max_epochs):
             self.net_.train()
@@ -264,17 +265,10 @@ class MarketGNNModel(Model):
             self.epochs_ = epoch + 1
             if vs is None:
                 continue
-            score = self._valid_ic(vs, valid)
-            if np.isfinite(score) and score > best:
-                best, stale = score, 0
-                best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.valid_ic_ = float(best) if np.isfinite(best) else None
+            if stopper.step(self._valid_ic(vs, valid), self.net_):
+                break
+        stopper.restore(self.net_)
+        self.valid_ic_ = stopper.best_or_none
 
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
         """P(beats the day's median) for each row; every stock of a day in one snapshot; NaN in warm-up."""

@@ -8,8 +8,11 @@ attention mask, L2-normalised), computed with ``transformers`` directly.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,9 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+TOKENIZER_LOCK = threading.Lock()  # a fast tokenizer is not safe to call from two threads at once
+
+
 @lru_cache(maxsize=1)
 def tokenizer() -> Any:
     from transformers import AutoTokenizer
@@ -71,7 +77,24 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
 
 
 _CACHE: dict[tuple[str, int], np.ndarray] = {}
-CACHE_SIZE = 100_000  # embeddings kept in memory (150 MB at most): cross-validation folds embed each text once
+CACHE_SIZE = 20_000  # embeddings kept (30 MB at most), keyed by the text's SHA-256, never the text
+_CACHING = threading.local()
+
+
+@contextmanager
+def caching() -> Iterator[None]:
+    """Keep the embeddings computed inside the block (a fit's training texts), so that the folds of a
+    cross-validation embed a text once. Outside such a block (serving) nothing is kept."""
+    before = getattr(_CACHING, "on", False)
+    _CACHING.on = True
+    try:
+        yield
+    finally:
+        _CACHING.on = before
+
+
+def _key(text: str, max_length: int) -> tuple[str, int]:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), max_length
 
 
 def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 128) -> np.ndarray:
@@ -79,7 +102,8 @@ def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 12
 
     The encoder is frozen and deterministic: the same text gives the same row (up to float
     rounding, whatever else is in its batch: texts are sorted by length into batches only to save
-    padding). Rows are cached in memory, so that the folds of a cross-validation embed a text once.
+    padding). Rows computed inside ``caching()`` are kept in memory, so that the folds of a
+    cross-validation embed a text once.
     """
     import torch
 
@@ -88,8 +112,9 @@ def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 12
     if not texts:
         return out
     todo = []
-    for i, t in enumerate(texts):
-        hit = _CACHE.get((t, max_length))
+    keys = [_key(t, max_length) for t in texts]
+    for i, key in enumerate(keys):
+        hit = _CACHE.get(key)
         if hit is None:
             todo.append(i)
         else:
@@ -101,13 +126,15 @@ def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 12
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                      return_tensors="pt")
+            with TOKENIZER_LOCK:
+                enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt")
             hidden = model(**enc).last_hidden_state
             pooled = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1)
             out[idx] = pooled.float().numpy()
-    if len(_CACHE) + len(todo) > CACHE_SIZE:
-        _CACHE.clear()
-    for i in todo:
-        _CACHE[(texts[i], max_length)] = out[i].copy()
+    if getattr(_CACHING, "on", False):
+        if len(_CACHE) + len(todo) > CACHE_SIZE:
+            _CACHE.clear()
+        for i in todo:
+            _CACHE[keys[i]] = out[i].copy()
     return out

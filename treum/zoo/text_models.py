@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from treum.core.early_stopping import EarlyStopping
 from treum.core.errors import DataValidationError
 from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.hookspecs import hookimpl
@@ -174,11 +175,15 @@ class MiniLMLR(Model):
         return embed_texts(texts_of(data, self.spec.name), self.config.batch_size, self.config.max_length)
 
     def fit(self, data, valid=None):
-        x, y = self._embed(data), labels_of(data)
+        from treum.zoo.text_encoder import caching
+
+        with caching():  # the training texts' embeddings are kept: the next fold's fit reuses them
+            x, y = self._embed(data), labels_of(data)
+            xv = self._embed(valid) if valid is not None and len(valid) else None
         grid = self.config.c_grid or [0.25, 1.0, 4.0, 16.0]
         self.c_ = grid[0]
-        if valid is not None and len(valid) and len(grid) > 1:
-            xv, yv = self._embed(valid), labels_of(valid)
+        if xv is not None and len(grid) > 1:
+            yv = labels_of(valid)
             scores = [float((SoftmaxHead(c).fit(x, y).predict_proba(xv).argmax(1) == yv).mean()) for c in grid]
             self.c_ = grid[int(np.argmax(scores))]
             self.valid_accuracy_ = max(scores)
@@ -203,7 +208,7 @@ class MiniLMLR(Model):
 @dataclass
 class MiniLMFinetunedConfig:
     max_epochs: int = 2
-    patience: int = 2  # epochs without a better validation loss before stopping
+    patience: int = 1  # epochs' worth of validation checks without a better loss before stopping
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
@@ -233,12 +238,14 @@ class MiniLMFinetuned(Model):
         return torch.device("cuda" if self.config.accelerator == "auto" and torch.cuda.is_available() else "cpu")
 
     def _batches(self, texts: list[str], size: int):
-        from treum.zoo.text_encoder import tokenizer
+        from treum.zoo.text_encoder import TOKENIZER_LOCK, tokenizer
 
         tok = tokenizer()
         for start in range(0, len(texts), size):
-            yield start, tok(texts[start:start + size], padding=True, truncation=True,
-                             max_length=self.config.max_length, return_tensors="pt")
+            with TOKENIZER_LOCK:
+                enc = tok(texts[start:start + size], padding=True, truncation=True,
+                          max_length=self.config.max_length, return_tensors="pt")
+            yield start, enc
 
     def _logits(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -277,7 +284,9 @@ class MiniLMFinetuned(Model):
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_fraction * total), total)
         check_every = max(steps_per_epoch // cfg.evals_per_epoch, 1)
         rng = np.random.default_rng(cfg.seed)
-        best, best_state, bad, step = np.inf, None, 0, 0
+        stopper = EarlyStopping(cfg.patience * cfg.evals_per_epoch, min_delta=1e-4)  # `patience` epochs of checks
+        step, stop = 0, False
+        self.stopped_early_ = False
         self.history_: list[dict[str, float]] = []
         for epoch in range(cfg.max_epochs):
             order = rng.permutation(len(texts))
@@ -296,16 +305,14 @@ class MiniLMFinetuned(Model):
                 if vy is not None and (step % check_every == 0 or step == total):
                     vloss = self._valid_loss(vtexts, vy)
                     self.history_.append({"step": step, "epoch": epoch + 1, "valid_loss": vloss})
-                    if vloss < best - 1e-4:
-                        best, bad = vloss, 0
-                        best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-                    else:
-                        bad += 1
-            if vy is not None and bad >= cfg.patience * cfg.evals_per_epoch:
+                    stop = stopper.step(vloss, self.net_)
+                    if stop:
+                        break
+            if stop:
+                self.stopped_early_ = True
                 break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.best_valid_loss_ = float(best)
+        stopper.restore(self.net_)
+        self.best_valid_loss_ = stopper.best_or_none
         self.net_.eval()
 
     def _valid_loss(self, texts: list[str], y: np.ndarray) -> float:
@@ -339,10 +346,11 @@ class MiniLMFinetuned(Model):
         self.best_valid_loss_, self.history_ = state["best_valid_loss"], state["history"]
 
 
-def _spec(name, cls, desc, config_cls=NoConfig, caps=("probabilistic",), baseline=False, family="text") -> ModelSpec:
+def _spec(name, cls, desc, config_cls=NoConfig, caps=("probabilistic",), baseline=False, family="text",
+          demo=True) -> ModelSpec:
     cls.spec = ModelSpec(name=name, family="baseline" if baseline else family, task="sentiment",
                          capabilities=frozenset(caps), config_cls=config_cls, factory=cls, description=desc,
-                         baseline=baseline)
+                         baseline=baseline, demo=demo)
     return cls.spec
 
 
@@ -354,7 +362,7 @@ SPECS = [
     _spec("minilm_lr", MiniLMLR, "frozen all-MiniLM-L6-v2 sentence embeddings with logistic regression",
           MiniLMLRConfig, family="transformer"),
     _spec("minilm_finetuned", MiniLMFinetuned, "all-MiniLM-L6-v2 fine-tuned end to end with a classification head",
-          MiniLMFinetunedConfig, caps=("probabilistic", "gpu"), family="transformer"),
+          MiniLMFinetunedConfig, caps=("probabilistic", "gpu"), family="transformer", demo=False),
 ]
 
 

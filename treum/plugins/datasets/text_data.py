@@ -31,9 +31,12 @@ RESEARCH_CAVEAT = "research licence (non-commercial): evaluate on it, do not shi
 
 
 def search_dirs() -> list[Path]:
-    """Where a research file is looked for when a config gives no path, in order."""
+    """Where a research file is looked for when a config gives no path, in order: ``$TREUM_TEXT_DATA``, then
+    ``shared/data`` and ``../shared/data`` from the working folder and from the project's checkout."""
     dirs = [Path(p) for p in os.environ.get(SEARCH_ENV, "").split(os.pathsep) if p]
-    return dirs + [Path("shared/data"), Path("../shared/data")]
+    checkout = Path(__file__).resolve().parents[3]  # treum/plugins/datasets/ -> the checkout (editable installs)
+    found = dirs + [Path("shared/data"), Path("../shared/data"), checkout / "shared/data", checkout.parent / "shared/data"]
+    return list(dict.fromkeys(found))
 
 
 def find_file(cfg: Any, default_name: str) -> Path | None:
@@ -67,6 +70,20 @@ def _require(cfg: Any, default_name: str, what: str) -> Path:
     return path
 
 
+def at_most(corpus: pd.DataFrame, cfg: Any) -> pd.DataFrame:
+    """A stratified random subset of ``data.max_texts`` texts (seeded, in the corpus's order), for quick runs."""
+    n = (cfg or {}).get("max_texts")
+    if not n or len(corpus) <= int(n):
+        return corpus
+    if int(n) < 30:
+        raise DataValidationError(f"data.max_texts={n} is too few to cross-validate; give 30 or more (or null)")
+    share = int(n) / len(corpus)
+    keep = corpus.groupby("label", group_keys=False).sample(frac=share, random_state=0).index
+    out = corpus.loc[np.sort(keep)]
+    out.index = pd.RangeIndex(len(out), name=corpus.index.name)
+    return out
+
+
 def parse_phrasebank(text: str, source: str) -> pd.DataFrame:
     """``sentence@label`` lines (the label after the last ``@``); blank lines are skipped."""
     texts, labels, lines = [], [], []
@@ -86,8 +103,13 @@ def parse_phrasebank(text: str, source: str) -> pd.DataFrame:
 
 def load_phrasebank(cfg: Any) -> pd.DataFrame:
     path = _require(cfg, PHRASEBANK_FILE, "Financial PhraseBank")
-    raw = path.read_bytes().decode((cfg or {}).get("encoding") or "latin-1")
-    return parse_phrasebank(raw, str(path))
+    encoding = (cfg or {}).get("encoding") or "latin-1"
+    try:
+        raw = path.read_bytes().decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise DataValidationError(f"{path}: cannot read it as {encoding} ({exc}); the PhraseBank is latin-1 "
+                                  "(data.encoding=latin-1)") from None
+    return at_most(parse_phrasebank(raw, str(path)), cfg)
 
 
 def semeval_label(score: float, band: float) -> str:
@@ -119,7 +141,7 @@ def load_semeval(cfg: Any) -> pd.DataFrame:
         scores.append(score)
         companies.append(str(row.get("company", "")))
     corpus = make_corpus(texts, labels, list(range(1, len(texts) + 1)), score=scores, company=companies)
-    return validate_corpus(corpus, str(path), CLASSES)
+    return at_most(validate_corpus(corpus, str(path), CLASSES), cfg)
 
 
 def load_text_file(cfg: Any) -> pd.DataFrame:
@@ -130,17 +152,23 @@ def load_text_file(cfg: Any) -> pd.DataFrame:
     path = Path(str(cfg["path"])).expanduser()
     if not path.is_file():
         raise DataValidationError(f"{path}: no such file (set data.path to a CSV or JSON of text and label)")
-    if path.suffix.lower() == ".csv":
-        raw = pd.read_csv(path)
-        first_line = 2  # the header is line 1
-    elif path.suffix.lower() == ".json":
-        try:
-            raw = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
-        except ValueError as exc:
-            raise DataValidationError(f"{path}: not a JSON list of records ({exc})") from None
-        first_line = 1
-    else:
-        raise DataValidationError(f"{path}: unsupported file type '{path.suffix}' (use .csv or .json)")
+    encoding = cfg.get("encoding") or "utf-8"
+    try:
+        if path.suffix.lower() == ".csv":
+            raw = pd.read_csv(path, encoding=encoding)
+            first_line = 2  # the header is line 1
+        elif path.suffix.lower() == ".json":
+            raw = pd.DataFrame(json.loads(path.read_text(encoding=encoding)))
+            first_line = 1
+        else:
+            raise DataValidationError(f"{path}: unsupported file type '{path.suffix}' (use .csv or .json)")
+    except DataValidationError:
+        raise
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise DataValidationError(f"{path}: cannot read it as {encoding} ({exc}); set data.encoding") from None
+    except (ValueError, OSError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise DataValidationError(f"{path}: not a readable {path.suffix.lstrip('.').upper()} of text and label "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     text_col, label_col = cfg.get("text_column") or "text", cfg.get("label_column") or "label"
     missing = [c for c in (text_col, label_col) if c not in raw.columns]
     if missing:
@@ -148,7 +176,7 @@ def load_text_file(cfg: Any) -> pd.DataFrame:
                                   "set data.text_column and data.label_column")
     labels = raw[label_col].astype(str).str.strip().str.lower()
     corpus = make_corpus(raw[text_col].tolist(), labels.tolist(), list(range(first_line, first_line + len(raw))))
-    return validate_corpus(corpus, str(path), CLASSES)
+    return at_most(validate_corpus(corpus, str(path), CLASSES), cfg)
 
 
 # the packaged sample: sentences the project writes itself ------------------------------------

@@ -101,7 +101,7 @@ def treum_serve_routes() -> list[ServeRouteSpec]:
     # a sync endpoint: FastAPI runs it in its thread pool, off the event loop (GARCH fits take a second)
     return [
         ServeRouteSpec("portfolio-weights", "/portfolio/weights", weights_endpoint, ("GET",), scope="predict",
-                       example={}, shows=("model", "as_of", "rebalanced_on", "weights")),
+                       example={}, shows=("model", "as_of", "rebalanced_on", "weights"), task="portfolio"),
         ServeRouteSpec("portfolio-risk", "/predict/portfolio-risk", portfolio_risk_endpoint, ("POST",),
                        scope="predict", example={"json": {"weights": {"AAPL": 0.4, "JNJ": 0.3, "XOM": 0.3},
                                                           "data": "sp500_stocks", "as_of": "2018-11-30"}},
@@ -109,7 +109,7 @@ def treum_serve_routes() -> list[ServeRouteSpec]:
                               "filtered_historical.var_99_h1", "filtered_historical.var_99_h10",
                               "factor.var_99_h1", "factor.risk_by_factor", "factor.risk_by_asset")),
         ServeRouteSpec("portfolio-rebalance", "/portfolio/rebalance", rebalance_endpoint, ("POST",), scope="predict",
-                       example={"json": {"holdings": {"AAPL": 60_000, "XOM": 40_000}, "cash": 10_000}},
+                       example={"json": {"holdings": {"AAPL": 60_000, "XOM": 40_000}, "cash": 10_000}}, task="portfolio",
                        shows=("source", "portfolio_value", "trades", "traded_value", "cost",
                               "risk.current.historical_var_99_h1", "risk.target.historical_var_99_h1")),
     ]

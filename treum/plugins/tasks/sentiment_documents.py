@@ -19,32 +19,51 @@ import pandas as pd
 from treum.core.corpus import DOC_INDEX
 from treum.core.errors import DataValidationError
 
-# abbreviations after which a full stop does not end a sentence
-_ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "prof", "inc", "ltd", "co", "corp", "plc", "oyj", "ag", "sa", "nv",
-                  "no", "vs", "approx", "est", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
-                  "oct", "nov", "dec", "e.g", "i.e", "u.s", "u.k", "st", "fig", "q1", "q2", "q3", "q4")
+# a full stop after these never ends a sentence ("Mr. Virtanen"); after these, not before a number ("Sept. 30", "No. 5")
+_TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof", "messrs", "sen", "rep", "gov", "gen", "hon"})
+_BEFORE_NUMBERS = frozenset({"no", "nos", "fig", "vol", "approx", "art", "sec", "jan", "feb", "mar", "apr", "jun",
+                             "jul", "aug", "sep", "sept", "oct", "nov", "dec"})
 _END = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9])")
 _SPEAKER = re.compile(r"^\s*[A-Z][\w.\- ]{0,60}:\s*$")  # "Operator:" on a line of its own
 MAX_SENTENCES = 2000
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a document, in order: paragraphs (blank lines, line breaks) then full stops.
+def _paragraphs(text: str) -> list[str]:
+    """Blocks of text: blank lines and speaker labels end one; a single line break inside one (a hard-wrapped
+    file) is a space."""
+    out: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if not line.strip() or _SPEAKER.match(line):
+            if current:
+                out.append(" ".join(current))
+            current = []
+            continue
+        current.append(line.strip())
+    if current:
+        out.append(" ".join(current))
+    return out
 
-    A full stop after a known abbreviation ("Inc.", "Mr.", "U.S.") or inside a number ("3.5")
-    does not end a sentence; speaker labels on their own line are dropped.
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a document, in order: paragraphs (blank lines, speaker labels), then full stops.
+
+    A line break inside a paragraph is a space (hard-wrapped transcripts and filings). A full stop
+    ends a sentence when the next word starts with a capital or a digit, except after a title
+    ("Mr. Virtanen"), an initial ("J. Doe"), or an abbreviation that precedes a number ("No. 5",
+    "Sept. 30"); inside a number ("3.5") there is no space, so no end.
     """
     sentences: list[str] = []
-    for block in re.split(r"\n\s*\n|\r?\n", text):
+    for block in _paragraphs(text):
         block = " ".join(block.split())
-        if not block or _SPEAKER.match(block):
-            continue
         start = 0
         for m in _END.finditer(block):
             before = block[start:m.start()].rstrip("\"'”’)")
             last = before.rsplit(" ", 1)[-1].rstrip(".!?").lower()
-            if before.endswith(".") and (last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())):
-                continue  # "Mr. Smith", "J. Doe": the sentence goes on
+            nxt = block[m.end():m.end() + 1]
+            if before.endswith(".") and (last in _TITLES or (len(last) == 1 and last.isalpha())
+                                         or (last in _BEFORE_NUMBERS and nxt.isdigit())):
+                continue
             sentences.append(block[start:m.start()].strip())
             start = m.end()
         tail = block[start:].strip()

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -28,7 +30,9 @@ from treum.core.hookspecs import hookimpl
 from treum.core.specs import CommandSpec, ServeRouteSpec
 from treum.plugins.tasks.sentiment import COLUMNS
 from treum.plugins.tasks.sentiment_documents import MAX_SENTENCES, document_corpus, score_document
+from treum.serve.bars import RequestError
 
+log = logging.getLogger(__name__)
 TASK = "sentiment"
 MAX_TEXTS = 256
 MAX_CHARS = 5_000  # one text
@@ -91,8 +95,13 @@ def answer(model: Any, task: Any, body: SentimentRequest) -> tuple[dict[str, Any
     return {"results": [{"text": t, **r} for t, r in zip(texts, _rows(proba, task))]}, texts, proba
 
 
-def sentiment_endpoint(body: SentimentRequest, request: Request) -> dict[str, Any]:
-    """Class probabilities of texts, or of a document's sentences with its tone, from the deployed sentiment model."""
+async def sentiment_endpoint(body: SentimentRequest, request: Request) -> dict[str, Any]:
+    """Class probabilities of texts, or of a document's sentences with its tone, from the deployed sentiment model.
+
+    The scoring runs off the event loop and within ``serve.request_timeout_s`` (a 504 past it), as
+    the other predict routes do. Each text (or sentence) gets its own ``prediction_id``, to which its
+    outcome (-1, 0 or 1) can be posted.
+    """
     service = request.app.state.get_service()
     if service is None:
         raise UnavailableError("the service is starting; retry in a moment")
@@ -100,25 +109,32 @@ def sentiment_endpoint(body: SentimentRequest, request: Request) -> dict[str, An
     if live.model is None or live.task is None:
         raise UnavailableError(f"the deployed {live.label} is not loaded in this process: {live.error or 'remote'}")
     start = time.perf_counter()
+    timeout = float(service.settings.request_timeout_s)
     try:
-        out, texts, proba = answer(live.model, live.task, body)
+        out, texts, proba = await asyncio.wait_for(asyncio.to_thread(answer, live.model, live.task, body), timeout)
+    except asyncio.TimeoutError:
+        raise RequestError(504, f"no answer within serve.request_timeout_s = {timeout:g} s; send fewer texts or a "
+                                "shorter document") from None
     except DataValidationError:
         raise
     except Exception as exc:  # the model failed on the texts: not the caller's fault, and no traceback
+        log.warning("%s failed on a sentiment request", live.label, exc_info=True)
         raise UnavailableError(f"{live.label} could not score the texts: {type(exc).__name__}") from exc
     elapsed = (time.perf_counter() - start) * 1000
     request_id = str(uuid.uuid4())
-    for i, (text, values) in enumerate(zip(texts, proba[list(COLUMNS)].to_dict("records"))):
-        digest = hashlib.sha256(text.encode()).hexdigest()
+    rows = out["sentences"] if "sentences" in out else out["results"]
+    for i, (text, values, row) in enumerate(zip(texts, proba[list(COLUMNS)].to_dict("records"), rows)):
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         fields = live.task.log_fields(values)
+        row["prediction_id"] = f"{request_id}:{i}"
         service.log.prediction(
-            model_id=uuid.UUID(live.id), prediction_id=f"{request_id}:{i}",
+            model_id=uuid.UUID(live.id), prediction_id=row["prediction_id"],
             input_features={"task": TASK, "text_sha256": digest, "chars": len(text),
                             "kind": "document_sentence" if body.document is not None else "text"},
             prediction_value=fields["prediction_value"], prediction_probability=fields["prediction_probability"],
             prediction_class=fields["prediction_class"], entity_type="text", entity_id=digest[:32],
             inference_time_ms=int(round(elapsed / max(len(texts), 1))), model_version=live.version)
-    return {"model": live.name, "version": live.version, "prediction_id": request_id,
+    return {"model": live.name, "version": live.version, "request_id": request_id,
             "timing_ms": round(elapsed, 1), **out}
 
 
@@ -129,7 +145,7 @@ def treum_serve_routes() -> list[ServeRouteSpec]:
         example={"json": {"texts": ["Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the same period.",
                                     "The company swung to a net loss and cut its dividend.",
                                     "The annual general meeting will be held in Helsinki on 3 April."]}},
-        shows=("model", "version", "results"),
+        shows=("model", "version", "results"), task=TASK,
     )]
 
 
@@ -148,23 +164,29 @@ def _run(args: argparse.Namespace, host: Any) -> int:
     from rich.console import Console
 
     console = Console()
+    if args.top < 0:
+        raise TreumError(f"--top must be 0 or more, got {args.top}")
     deployed = host.deployed(TASK, args.model)
     answers = []
     for path in args.files:
         if not path.is_file():
             raise TreumError(f"{path}: no such file")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise TreumError(f"{path}: cannot read it ({exc.strerror or exc})") from None
         if args.lines:
             texts = [line.strip() for line in text.splitlines() if line.strip()]
             if not texts:
                 raise TreumError(f"{path}: no text on any line")
-            proba = deployed.model.predict(_frame(texts))
+            proba = _scored(deployed, lambda texts=texts: deployed.model.predict(_frame(texts)))
             answers.append({"file": str(path), "results": [{"text": t, **r} for t, r in
                                                            zip(texts, _rows(proba, deployed.task))]})
         else:
             if len(text) > MAX_DOCUMENT_CHARS * 10:
                 raise TreumError(f"{path}: {len(text):,} characters; split it (at most {MAX_SENTENCES:,} sentences)")
-            answers.append({"file": str(path), **score_document(deployed.model, text, top=args.top)})
+            doc = _scored(deployed, lambda text=text: score_document(deployed.model, text, top=args.top))
+            answers.append({"file": str(path), **doc})
     if args.json:
         print(json.dumps({"model": deployed.name, "version": deployed.version, "answers": answers}, indent=2))
         return 0
@@ -182,6 +204,17 @@ def _run(args: argparse.Namespace, host: Any) -> int:
                 for r in rows:
                     console.print(f"    #{r['sentence']:<4d} {r['tone']:+.2f}  {r['text'][:110]}")
     return 0
+
+
+def _scored(deployed: Any, work: Any) -> Any:
+    """The model's work, its failure as one line (what failed and with which version), never a traceback."""
+    try:
+        return work()
+    except DataValidationError as exc:
+        raise TreumError(str(exc)) from None
+    except Exception as exc:
+        raise TreumError(f"{deployed.name} v{deployed.version} could not score the text: {type(exc).__name__}: "
+                         f"{exc}") from None
 
 
 @hookimpl
