@@ -67,11 +67,8 @@ def test_performance_values_must_fit_their_columns(registry, register):
 
 
 def test_no_task_name_in_the_registry_source():
-    """No registered task's name appears in the registry's source (the TaskSpecs say which names are tasks).
-
-    The one exception is the migration that renames the specification's old metric column away from a
-    task's name: it must say the old name to rename it.
-    """
+    """No registered task's name appears in the registry's source (the TaskSpecs say which names are tasks),
+    not even in the migration that renames the specification's metric column away from one."""
     from treum.core.plugins import PluginSettings, create_plugin_registry
 
     tasks = sorted(create_plugin_registry(PluginSettings()).specs("tasks"))
@@ -79,8 +76,6 @@ def test_no_task_name_in_the_registry_source():
     offenders = []
     for path in REGISTRY_SOURCE.rglob("*.py"):
         for n, line in enumerate(path.read_text().splitlines(), 1):
-            if path.name == "0005_return_volatility.py" and line.startswith('OLD = "volatility"'):
-                continue
             if pattern.search(line):
                 offenders.append(f"{path.name}:{n}: {line.strip()}")
     assert len(tasks) >= 8 and offenders == []

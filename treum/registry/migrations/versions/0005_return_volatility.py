@@ -19,7 +19,8 @@ down_revision: Union[str, None] = "0004"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-OLD = "volatility"  # the old name: the one line of the registry that still says it (the rename itself)
+NEW = "return_volatility"
+OLD = NEW.removeprefix("return_")  # the specification's name: the new one less the prefix this migration adds
 TABLE = "model_performance_metrics"
 
 
@@ -30,7 +31,7 @@ def _columns() -> set[str]:
 def upgrade() -> None:
     if OLD in _columns():
         with op.batch_alter_table(TABLE, schema=None) as batch_op:
-            batch_op.alter_column(OLD, new_column_name="return_volatility")
+            batch_op.alter_column(OLD, new_column_name=NEW)
 
 
 def downgrade() -> None:
