@@ -1,6 +1,6 @@
 """The ``treum`` command: a thin parser that hands each subcommand to its module in ``treum.commands``.
 
-The run commands (train, evaluate, leaderboard) are Hydra applications: every
+The run commands (train, evaluate, leaderboard, tune) are Hydra applications: every
 argument after the command goes to Hydra (``--help``, ``--cfg job``,
 ``--multirun``, overrides). The management commands take flags. Errors treum
 raises on purpose print as one line and exit with status 2.
@@ -19,6 +19,8 @@ RUN_COMMANDS = {
     "train": "walk-forward evaluate a model beside its baselines, fit it, register it",
     "evaluate": "walk-forward evaluate a model beside its baselines (registers nothing)",
     "leaderboard": "every model of a task and its baselines on one split (task=volatility data=sp500)",
+    "tune": "search a model's hyper-parameters on Ray Tune (validation blocks before the test segment), "
+            "then train and register the best",
 }
 
 

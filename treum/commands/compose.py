@@ -82,7 +82,16 @@ def _explain_composition(exc: Exception, cfg_hint: dict[str, list[str]]) -> Conf
     if m:
         key = m.group(1)
         group, _, leaf = key.partition(".")
+        if key.startswith("hpo.space"):
+            return ConfigError(f"{key}: a search space's keys come from its file; add a key (or merge into one) with "
+                               "'++hpo.space={model.KEY: {loguniform: [LOW, HIGH]}}', or write conf/hpo/NAME.yaml")
         fields = cfg_hint.get(group, [])
+        if group == "hpo" and not fields:
+            import dataclasses
+
+            from treum.core.hpo import HpoConfig
+
+            fields = [f.name for f in dataclasses.fields(HpoConfig)]
         return ConfigError(
             f"{key}: unknown key{did_you_mean(leaf, fields)} (known keys of '{group}': {', '.join(fields) or 'none'})"
         )

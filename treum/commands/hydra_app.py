@@ -75,6 +75,28 @@ def _split(argv: Sequence[str]) -> tuple[bool, list[str], list[str], list[str]]:
     return multirun, flags, overrides, hydra_overrides
 
 
+def with_hpo(overrides: list[str], plugins) -> list[str]:
+    """A tune run's overrides with ``hpo=<model>`` added when they choose no search space (``hpo.*`` keys need one)."""
+    if any(o.lstrip("+~").split("=")[0] == "hpo" for o in overrides):
+        return overrides
+    from treum.commands.compose import compose_plain
+
+    model = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=")[0] == "model"), None)
+    if model is None:
+        model = str(compose_plain([], plugins).model.name)
+    try:
+        if plugins.model(model).baseline:
+            return overrides  # validate() says why a baseline is not tuned
+        compose_plain([f"model={model}", f"hpo={model}"], plugins)
+    except TreumError as exc:
+        if "group 'hpo'" not in str(exc):
+            return overrides  # an unknown model: validate() names it
+        choices = str(exc).split("choices: ")[-1]
+        raise TreumError(f"model '{model}' has no search of its own (conf/hpo/{model}.yaml); choose one with "
+                         f"hpo=NAME (choices: {choices}) or write conf/hpo/{model}.yaml") from None
+    return [f"hpo={model}", *overrides]
+
+
 def validate(command: str, argv: Sequence[str], plugins) -> list[str]:
     """Compose every combination before any work; returns the overrides to hand to Hydra.
 
@@ -85,6 +107,8 @@ def validate(command: str, argv: Sequence[str], plugins) -> list[str]:
     from treum.commands.run import models_of_task
 
     multirun, flags, overrides, hydra_overrides = _split(argv)
+    if command == "tune":
+        overrides = with_hpo(overrides, plugins)
     combos = expand_multirun(overrides) if multirun else [overrides]
     for combo in combos:
         cfg = compose_leaderboard(combo, plugins) if command == "leaderboard" else compose_run(combo, plugins)

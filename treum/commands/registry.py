@@ -1,4 +1,4 @@
-"""``treum registry ...``: list, show, deploy, rollback, retire, history, verify, checkpoint, prune, keys.
+"""``treum registry ...``: list, show, deploy, rollback, retire, history, verify, checkpoint, prune, keys, jobs.
 
 Every command that changes the registry writes a signed audit checkpoint after its
 change, so a normal workflow keeps the checkpoints fresh. The registry URL is only
@@ -90,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
             fields["model_config"] = m.model_config
             fields["metrics"] = (m.custom_metrics or {}).get("walk_forward")
             fields["baselines"] = (m.custom_metrics or {}).get("baselines")
+            if (m.model_metadata or {}).get("tuning"):  # a version a search chose: which search, which trial
+                fields["tuning"] = m.model_metadata["tuning"]
             console.print_json(json.dumps(fields, default=str))
         elif args.action == "deploy":
             if args.force and not (args.reason or "").strip():
@@ -142,9 +144,43 @@ def main(args: argparse.Namespace) -> int:
             _checkpoint(reg, actor)
         elif args.action == "keys":
             _keys(reg, args, actor)
+        elif args.action == "jobs":
+            _jobs(reg, args, actor)
     finally:
         reg.close()
     return 0
+
+
+def job_fields(job) -> dict:
+    """A training job as the CLI and the API show it."""
+    return {"id": str(job.id), "name": job.job_name, "type": job.job_type, "status": job.status,
+            "created_at": job.created_at, "started_at": job.started_at, "completed_at": job.completed_at,
+            "model_config": job.model_config, "training_config": job.training_config,
+            "dataset_config": job.dataset_config, "compute_resources": job.compute_resources,
+            "final_metrics": job.final_metrics, "model_id": str(job.model_id) if job.model_id else None,
+            "error_message": job.error_message}
+
+
+def _jobs(reg, args: argparse.Namespace, actor: str) -> None:
+    from rich.table import Table
+
+    if args.verb == "list":
+        rows = reg.jobs(args.limit, job_type=args.type, status=args.status, search=args.search)
+        t = Table(title=f"training jobs of {reg.display_url} (newest first, times UTC)")
+        for c in ("id", "name", "type", "status", "created", "metrics / error"):
+            t.add_column(c)
+        for j in rows:
+            metrics = j.final_metrics or {}
+            shown = j.error_message or ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in list(metrics.items())[:3])
+            t.add_row(str(j.id), j.job_name, j.job_type, j.status, _when(j.created_at), shown[:80])
+        console.print(t)
+    elif args.verb == "show":
+        console.print_json(json.dumps(job_fields(reg.job(args.id)), default=str))
+    elif args.verb == "cancel":
+        job = reg.cancel_job(args.id, actor, args.reason or "")
+        console.print(f"cancelled {job.job_name} ({job.id}); a search stops its trials at their next block")
+        _checkpoint(reg, actor)
 
 
 def _keys(reg, args: argparse.Namespace, actor: str) -> None:
@@ -184,7 +220,7 @@ def _keys(reg, args: argparse.Namespace, actor: str) -> None:
 
 def add_parser(sub) -> None:
     reg = sub.add_parser("registry", help="list, show, deploy, rollback, retire, history, verify, checkpoint, prune, "
-                                          "keys")
+                                          "keys, jobs")
     reg.add_argument("--url", default=None, help="database URL (default: $TREUM_REGISTRY_URL or SQLite in $TREUM_HOME)")
     reg.add_argument("--actor", default=None, help="who is acting, for the audit log (default: your login name)")
     rs = reg.add_subparsers(dest="action", required=True)
@@ -218,6 +254,18 @@ def add_parser(sub) -> None:
     rc.add_argument("--export", metavar="FILE", help="then copy the checkpoint file to FILE")
     rp = rs.add_parser("prune", help="delete serving logs and logged predictions older than an age (audited)")
     rp.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 90d, 12h, 2w")
+    jobs = rs.add_parser("jobs", help="training jobs: list, show, cancel (train, evaluate and tune runs, trials)")
+    jv = jobs.add_subparsers(dest="verb", required=True)
+    jl = jv.add_parser("list", help="the newest jobs first")
+    jl.add_argument("--type", choices=("training", "evaluation", "tuning"), default=None)
+    jl.add_argument("--status", choices=("queued", "running", "completed", "failed", "cancelled"), default=None)
+    jl.add_argument("--search", default=None, help="the trials of this search (its job id)")
+    jl.add_argument("--limit", type=int, default=50)
+    js = jv.add_parser("show", help="one job as JSON")
+    js.add_argument("id")
+    jc = jv.add_parser("cancel", help="cancel a queued or running job (a search: its trials too)")
+    jc.add_argument("id")
+    jc.add_argument("--reason", default=None)
     keys = rs.add_parser("keys", help="API keys: create, list, revoke, rotate")
     kv = keys.add_subparsers(dest="verb", required=True)
     kc = kv.add_parser("create", help="create a key; its token is printed once")

@@ -202,7 +202,7 @@ def leaderboard_frame(prep: Prepared, models: dict[str, EvaluationResult],
 
 
 def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, metrics: dict, validated: bool,
-                   baseline_metrics: dict, job_id: Any, run_dir: Path, actor: str) -> Any:
+                   baseline_metrics: dict, job_id: Any, run_dir: Path, actor: str, extra: dict | None = None) -> Any:
     """Fit on everything labelled up to the end of the test segment (every text of a corpus), save, register."""
     if prep.row_folds is not None:
         rows = prep.task.final_rows(prep.frame, prep.eval_cfg.seed)
@@ -242,6 +242,7 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
                 "capabilities": sorted(spec.capabilities),
                 "evaluation": prep.task.scheme(),  # how the out-of-sample figures were made
                 "run_dir": str(run_dir),
+                **(extra or {}),  # e.g. the search a tuned version came from
             },
             job_id=job_id,
             started_at=started,
@@ -261,6 +262,7 @@ class RunOutcome:
     failures: dict[str, BaseException] = field(default_factory=dict)
     caveat: str = ""  # the data set's, printed beside its leaderboard
     scheme: str | None = None  # how the figures were made, when not the task's own scheme
+    metadata: dict = field(default_factory=dict)  # added to every registered version's metadata
 
 
 def open_registry(cfg: DictConfig) -> Registry:
@@ -268,11 +270,14 @@ def open_registry(cfg: DictConfig) -> Registry:
 
 
 def run_models(cfg: DictConfig, plugins: PluginRegistry, names: list[str], overrides: list[str], command: str,
-               register: bool, run_dir: Path | None = None) -> RunOutcome:
+               register: bool, run_dir: Path | None = None, metadata: dict | None = None,
+               adopt: dict[str, str] | None = None, job_type: str | None = None) -> RunOutcome:
     """Evaluate ``names`` beside the task's baselines on one split, then fit and register each (if ``register``).
 
     Every model gets a job before any work; a model that fails marks its job failed and
     registers nothing; jobs that never started (the data or a baseline failed) end cancelled.
+    ``adopt`` maps a name to a queued job created before the run (``POST /training/jobs``);
+    ``metadata`` is added to each registered version's (a tuned version names its search).
     """
     registry = open_registry(cfg)
     actor = str(cfg.get("actor") or "cli")
@@ -280,14 +285,15 @@ def run_models(cfg: DictConfig, plugins: PluginRegistry, names: list[str], overr
     run_dir = run_dir or new_run_dir(command, f"{label}-{cfg.data.name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    outcome = RunOutcome(run_dir)
+    outcome = RunOutcome(run_dir, metadata=dict(metadata or {}))
     configs = {name: model_config(plugins, name, overrides, own=command != "leaderboard") for name in names}
+    adopt = adopt or {}
     try:
         with registry.job_batch(actor) as batch:
             jobs = {
-                name: batch.create(
+                name: batch.adopt(adopt[name]) if name in adopt else batch.create(
                     f"{command}:{name}:{cfg.data.name}",
-                    "training" if register else "evaluation",
+                    job_type or ("training" if register else "evaluation"),
                     {"name": name, **config_dict(configs[name])},
                     {"eval": to_dict(cfg.eval), "task": to_dict(cfg.task), "features": to_dict(cfg.features)},
                     to_dict(cfg.data),
@@ -331,7 +337,8 @@ def _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, 
                     if register:
                         validated = prep.task.beats(res.metrics, list(baseline_metrics.values()))
                         entry = register_model(registry, spec, configs[name], prep, res.metrics, validated,
-                                               baseline_metrics, jobs[name].id, outcome.run_dir, actor)
+                                               baseline_metrics, jobs[name].id, outcome.run_dir, actor,
+                                               outcome.metadata)
                         outcome.registered.append({"name": name, "version": entry.model_version, "id": str(entry.id),
                                                    "status": entry.deployment_status, "sha256": entry.artifact_sha256})
             except Exception as exc:

@@ -56,16 +56,22 @@ class Fold:
 
 
 def make_folds(
-    timestamps: pd.DatetimeIndex, segments: Segments, cfg: WalkForwardConfig, purge: int
+    timestamps: pd.DatetimeIndex, segments: Segments, cfg: WalkForwardConfig, purge: int,
+    valid_len: int | None = None,
 ) -> list[Fold]:
-    """Folds over the test segment; every date a fold trains or validates on precedes its test block."""
+    """Folds over the test segment; every date a fold trains or validates on precedes its test block.
+
+    Each fold validates on the ``valid_len`` bars before its gap (by default as many as the
+    valid segment holds; none without one).
+    """
     ts = pd.DatetimeIndex(np.unique(timestamps.values))
     test_idx = np.flatnonzero((ts >= segments.test[0]) & (ts <= segments.test[1]))
     if len(test_idx) == 0:
         raise ConfigError(f"no bars in the test segment {segments.test[0].date()}..{segments.test[1].date()}")
-    valid_len = 0
-    if segments.valid is not None:
-        valid_len = int(((ts >= segments.valid[0]) & (ts <= segments.valid[1])).sum())
+    if valid_len is None:
+        valid_len = 0
+        if segments.valid is not None:
+            valid_len = int(((ts >= segments.valid[0]) & (ts <= segments.valid[1])).sum())
     first_train = int(np.searchsorted(ts, segments.train[0]))
     gap = purge + cfg.embargo
     folds = []

@@ -6,6 +6,10 @@
             ...
             job.set_metrics(metrics)
 
+A job whose work runs elsewhere (a trial of a search, on a Ray worker) is moved by
+whoever watches it, through the same transitions: ``start()``, ``progress(metrics)``
+while it runs, then ``finish(status, ...)``.
+
 ``running()`` moves a job from ``queued`` to ``running`` and, when its block ends,
 to ``completed`` (normal exit), ``failed`` (an ``Exception``, with its message and
 traceback) or ``cancelled`` (``KeyboardInterrupt`` and other ``BaseException``);
@@ -84,6 +88,34 @@ def _finish(s: Session, job_id: uuid.UUID, actor: str, status: str, *, metrics: 
     return True
 
 
+def _progress(s: Session, job_id: uuid.UUID, metrics: Mapping[str, Any]) -> bool:
+    """The metrics of a running job so far (kept in ``final_metrics``); False if it is no longer running."""
+    job = _load(s, job_id)
+    if job.status != "running":
+        return False
+    job.final_metrics = clean_json(dict(metrics))
+    return True
+
+
+def cancel_children(s: Session, parent_id: uuid.UUID, actor: str, reason: str) -> list[uuid.UUID]:
+    """Cancel the queued or running jobs whose ``training_config.search`` is ``parent_id`` (a search's trials)."""
+    rows = list(s.execute(
+        select(MLTrainingJob).where(MLTrainingJob.status.in_(("queued", "running")),
+                                    MLTrainingJob.job_type == "tuning").with_for_update()
+    ).scalars())
+    now, done = utcnow(), []
+    for job in rows:
+        if str((job.training_config or {}).get("search")) != str(parent_id):
+            continue
+        before = job.status
+        job.status, job.completed_at = "cancelled", now
+        job.error_message = f"cancelled by {actor}: {reason}" if reason else f"cancelled by {actor}"
+        audit.append(s, actor, "job.cancel", "ml_training_jobs", job.id,
+                     {"name": job.job_name, "was": before, "reason": reason})
+        done.append(job.id)
+    return done
+
+
 def cancel(s: Session, job_id: uuid.UUID, actor: str, reason: str) -> MLTrainingJob:
     """Cancel a queued or running job; a finished one is refused."""
     job = _load(s, job_id)
@@ -143,20 +175,36 @@ class JobHandle:
     @contextmanager
     def running(self) -> Iterator[JobHandle]:
         """Run the job for the duration of the block; see the module docstring for the states."""
-        with self.registry.transaction() as s:
-            _start(s, self.id, self.actor)
+        self.start()
         try:
             yield self
         except Exception as exc:
-            with self.registry.transaction() as s:
-                _finish(s, self.id, self.actor, "failed", exc=exc)
+            self.finish("failed", exc=exc)
             raise
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, a closed generator: nobody failed
-            with self.registry.transaction() as s:
-                _finish(s, self.id, self.actor, "cancelled", exc=exc)
+            self.finish("cancelled", exc=exc)
             raise
+        self.finish("completed", metrics=self._metrics or {})
+
+    # for a job whose work runs elsewhere and is watched from here (a trial of a search)
+    def start(self) -> None:
+        """queued -> running."""
         with self.registry.transaction() as s:
-            _finish(s, self.id, self.actor, "completed", metrics=self._metrics or {})
+            _start(s, self.id, self.actor)
+
+    def progress(self, metrics: Mapping[str, Any]) -> bool:
+        """The metrics so far of a running job; False when it is no longer running (cancelled meanwhile)."""
+        with self.registry.transaction() as s:
+            return _progress(s, self.id, metrics)
+
+    def finish(self, status: str, *, metrics: Mapping[str, Any] | None = None, exc: BaseException | None = None,
+               reason: str | None = None) -> bool:
+        """running -> completed, failed or cancelled; False (nothing written) when it was no longer running."""
+        with self.registry.transaction() as s:
+            done = _finish(s, self.id, self.actor, status, metrics=metrics, exc=exc)
+            if done and reason and exc is None:
+                _load(s, self.id).error_message = reason
+            return done
 
 
 class JobBatch:
@@ -169,13 +217,25 @@ class JobBatch:
         self._open = True
 
     def create(self, name: str, job_type: str, model_config: Mapping[str, Any], training_config: Mapping[str, Any],
-               dataset_config: Mapping[str, Any]) -> JobHandle:
+               dataset_config: Mapping[str, Any], compute_resources: Mapping[str, Any] | None = None) -> JobHandle:
         """Add a ``queued`` job to the registry and to this batch."""
         if not self._open:
             raise RegistryError("this job batch has ended; open a new one with registry.job_batch(actor)")
         job_id = self.registry.create_job(name, job_type, dict(model_config), dict(training_config),
-                                          dict(dataset_config), self.actor)
+                                          dict(dataset_config), self.actor, compute_resources)
         handle = JobHandle(self.registry, job_id, self.actor)
+        self.jobs.append(handle)
+        return handle
+
+    def adopt(self, job_id: uuid.UUID | str) -> JobHandle:
+        """A ``queued`` job created before this run (``POST /training/jobs``) as a job of this batch."""
+        if not self._open:
+            raise RegistryError("this job batch has ended; open a new one with registry.job_batch(actor)")
+        job = self.registry.job(job_id)
+        if job.status != "queued":
+            raise RegistryError(f"training job {job.id} ('{job.job_name}') is '{job.status}', not 'queued'; "
+                                "a job runs once")
+        handle = JobHandle(self.registry, job.id, self.actor)
         self.jobs.append(handle)
         return handle
 

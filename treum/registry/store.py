@@ -174,7 +174,7 @@ class Registry:
         batch.close(None)
 
     def create_job(self, name: str, job_type: str, model_config: dict, training_config: dict,
-                   dataset_config: dict, actor: str = "cli") -> uuid.UUID:
+                   dataset_config: dict, actor: str = "cli", compute_resources: dict | None = None) -> uuid.UUID:
         """Add a ``queued`` job; run jobs through ``job_batch``, which calls this."""
         with self.transaction() as s:
             job = MLTrainingJob(
@@ -183,7 +183,7 @@ class Registry:
                 model_config=clean_json(model_config),
                 training_config=clean_json(training_config),
                 dataset_config=clean_json(dataset_config),
-                compute_resources={"cpu": os.cpu_count(), "gpu": 0},
+                compute_resources=clean_json(compute_resources or {"cpu": os.cpu_count(), "gpu": 0}),
                 status="queued",
             )
             s.add(job)
@@ -192,9 +192,16 @@ class Registry:
             return job.id
 
     def cancel_job(self, job_id: uuid.UUID | str, actor: str, reason: str) -> MLTrainingJob:
-        """Cancel a queued or running job; a completed, failed or cancelled one is refused."""
+        """Cancel a queued or running job (and a search's running trials); a finished one is refused."""
         with self.transaction() as s:
-            return jobs.cancel(s, as_uuid(job_id, "training job"), actor, reason)
+            job = jobs.cancel(s, as_uuid(job_id, "training job"), actor, reason)
+            jobs.cancel_children(s, job.id, actor, f"its search was cancelled ({reason})" if reason else "its search was cancelled")
+            return job
+
+    def cancel_trials(self, search_id: uuid.UUID | str, actor: str, reason: str) -> list[uuid.UUID]:
+        """Cancel the queued or running trials of a search (its rows say ``training_config.search``)."""
+        with self.transaction() as s:
+            return jobs.cancel_children(s, as_uuid(search_id, "training job"), actor, reason)
 
     def job(self, job_id: uuid.UUID | str) -> MLTrainingJob:
         with self.sessions() as s:
@@ -203,9 +210,20 @@ class Registry:
                 raise NotFoundError(f"no training job with id {job_id}")
             return job
 
-    def jobs(self, limit: int = 50) -> list[MLTrainingJob]:
+    def jobs(self, limit: int = 50, job_type: str | None = None, status: str | None = None,
+             search: uuid.UUID | str | None = None) -> list[MLTrainingJob]:
+        """The newest jobs first; ``search``: the trials of that search (newest first among them too)."""
+        query = select(MLTrainingJob).order_by(MLTrainingJob.created_at.desc())
+        if job_type is not None:
+            query = query.where(MLTrainingJob.job_type == job_type)
+        if status is not None:
+            query = query.where(MLTrainingJob.status == status)
         with self.sessions() as s:
-            return list(s.execute(select(MLTrainingJob).order_by(MLTrainingJob.created_at.desc()).limit(limit)).scalars())
+            if search is None:
+                return list(s.execute(query.limit(limit)).scalars())
+            wanted = str(as_uuid(search, "training job"))
+            rows = s.execute(query.where(MLTrainingJob.job_type == "tuning")).scalars()
+            return [r for r in rows if str((r.training_config or {}).get("search")) == wanted][:limit]
 
     # registration ---------------------------------------------------------
     def register(

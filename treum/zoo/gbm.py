@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ class GBMDirectionConfig:
     early_stopping_rounds: int = 50
     num_threads: int = 2
     seed: int = 0
+    device_type: Literal["cpu", "gpu", "cuda"] = "cpu"  # gpu/cuda: a LightGBM built with that support
 
     def validate(self) -> str | None:
         if not 0 < self.learning_rate <= 1:
@@ -52,6 +54,7 @@ class GBMDirection(FeatureModel):
             "bagging_freq": cfg.bagging_freq,
             "lambda_l2": cfg.lambda_l2,
             "num_threads": cfg.num_threads,
+            "device_type": cfg.device_type,
             "seed": cfg.seed,
             "deterministic": True,
             "force_row_wise": True,
