@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -187,3 +186,19 @@ def test_a_search_on_a_two_node_ray_cluster_lands_trials_on_both_nodes(treum_hom
         reg.close()
     finally:
         cluster.shutdown()
+
+
+def test_the_registry_command_lists_shows_and_cancels_jobs(searched):
+    home, _ = searched
+    env = {"TREUM_HOME": str(home)}
+    reg = Registry(home=home)
+    search = _search_row(reg)
+    reg.close()
+    r = treum("registry", "jobs", "list", "--search", str(search.id), env=env)
+    assert r.returncode == 0 and r.stdout.count("trial:logit_direction:sp500:") == 4
+    r = treum("registry", "jobs", "show", str(search.id), env=env)
+    assert r.returncode == 0 and '"role": "search"' in r.stdout and '"best_trial"' in r.stdout
+    r = treum("registry", "jobs", "cancel", str(search.id), env=env)
+    assert r.returncode == 2 and "already 'completed'" in r.stderr
+    r = treum("registry", "show", "logit_direction", env=env)
+    assert r.returncode == 0 and '"tuning"' in r.stdout and str(search.id) in r.stdout

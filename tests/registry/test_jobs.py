@@ -167,3 +167,48 @@ def test_cancel_job_refuses_finished_and_unknown_jobs(registry):
 def test_jobs_cannot_be_started_or_finished_by_hand(registry):
     for name in ("start_job", "fail_job", "complete_job"):
         assert not hasattr(Registry, name), name
+
+
+def test_a_watched_job_moves_through_start_progress_and_finish(registry):
+    """A trial of a search runs elsewhere: the driver moves its row, with the same transitions and audit."""
+    with registry.job_batch("tuner") as batch:
+        search = batch.create("search:m:d", "tuning", {"name": "m"}, {"role": "search"}, {"name": "d"})
+        trial = batch.create("trial:m:d:1", "tuning", {"name": "m"}, {"search": str(search.id), "params": {"model.c": 1}},
+                             {"name": "d"}, {"cpu": 1.0, "gpu": 0.5})
+        assert registry.job(trial.id).compute_resources == {"cpu": 1.0, "gpu": 0.5}
+        assert trial.progress({"auc": 0.5}) is False  # not running yet: nothing written
+        trial.start()
+        assert trial.progress({"auc": 0.51, "blocks_run": 1}) is True
+        assert registry.job(trial.id).final_metrics == {"auc": 0.51, "blocks_run": 1}
+        assert trial.finish("completed", metrics={"auc": 0.52, "blocks_run": 4}) is True
+        assert trial.finish("failed") is False  # finished once
+        job = registry.job(trial.id)
+        assert job.status == "completed" and job.final_metrics["auc"] == 0.52 and job.error_message is None
+        assert [j.id for j in registry.jobs(search=search.id)] == [trial.id]
+        assert registry.jobs(job_type="tuning", status="completed")[0].id == trial.id
+    assert _actions(registry, trial.id) == ["job.create", "job.start", "job.complete"]
+
+
+def test_cancelling_a_search_cancels_its_running_trials_and_no_other_job(registry):
+    with registry.job_batch("tuner") as batch:
+        search = batch.create("search:m:d", "tuning", {"name": "m"}, {"role": "search"}, {"name": "d"})
+        other = batch.create("search:m:e", "tuning", {"name": "m"}, {"role": "search"}, {"name": "e"})
+        mine = [batch.create(f"trial:m:d:{i}", "tuning", {"name": "m"}, {"search": str(search.id)}, {"name": "d"})
+                for i in range(3)]
+        theirs = batch.create("trial:m:e:1", "tuning", {"name": "m"}, {"search": str(other.id)}, {"name": "e"})
+        search.start()
+        other.start()
+        mine[0].start()
+        mine[1].start()
+        mine[1].finish("completed", metrics={"auc": 0.5})
+        theirs.start()
+        registry.cancel_job(search.id, "alice", "enough")
+        assert registry.job(search.id).status == "cancelled"
+        states = [registry.job(j.id).status for j in mine]
+        assert states == ["cancelled", "completed", "cancelled"]
+        assert registry.job(mine[0].id).error_message == "cancelled by alice: its search was cancelled (enough)"
+        assert registry.job(theirs.id).status == "running" and registry.job(other.id).status == "running"
+        assert mine[0].progress({"auc": 0.6}) is False  # a trial reporting after the cancel changes nothing
+        theirs.finish("completed")
+        other.finish("completed")
+    assert registry.end_unstarted(search.id, "failed", "x") is False

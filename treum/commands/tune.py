@@ -444,7 +444,9 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
     started_ray = False
     try:
         with registry.job_batch(actor) as batch:
-            base = {"hpo": hpo_name, "space": {d.key: {d.kind: list(d.args)} for d in dims}}
+            task_spec = plugins.task(str(cfg.task.name))
+            base = {"hpo": hpo_name, "space": {d.key: {d.kind: list(d.args)} for d in dims},
+                    "objective": task_spec.primary_metric, "mode": "max" if task_spec.higher_is_better else "min"}
             search_job = batch.adopt(adopt) if adopt else batch.create(
                 f"search:{spec.name}:{data_cfg['name']}", "tuning", {"name": spec.name, **model_values},
                 {**base, "role": "search", "num_samples": hpo.num_samples, "searcher": config_dict(hpo.searcher),
@@ -519,6 +521,7 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
                                                   verbose=0, callbacks=[rows], stop=CancelledRows(rows),
                                                   failure_config=tune.FailureConfig(max_failures=0)),
                     )
+                    fit_started = time.perf_counter()
                     try:
                         tuner.fit()
                     except KeyboardInterrupt:
@@ -543,6 +546,7 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
                     ray.shutdown()
                     started_ray = False
                 summary = _search_summary(out, hpo_name, hpo, split, ctx, len(folds))
+                summary["search_seconds"] = round(time.perf_counter() - fit_started, 1)
                 out.final = _train_best(cfg, plugins, overrides, run_dir, out, summary)
                 search_job.set_metrics({**summary, "registered": out.final.registered})
                 return out

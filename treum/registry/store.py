@@ -198,6 +198,11 @@ class Registry:
             jobs.cancel_children(s, job.id, actor, f"its search was cancelled ({reason})" if reason else "its search was cancelled")
             return job
 
+    def end_unstarted(self, job_id: uuid.UUID | str, status: str, why: str) -> bool:
+        """End a job still ``queued`` (failed or cancelled, saying why); False when it had started or ended."""
+        with self.transaction() as s:
+            return bool(jobs._cancel_unstarted(s, [as_uuid(job_id, "training job")], "treum", why, status))
+
     def cancel_trials(self, search_id: uuid.UUID | str, actor: str, reason: str) -> list[uuid.UUID]:
         """Cancel the queued or running trials of a search (its rows say ``training_config.search``)."""
         with self.transaction() as s:

@@ -486,6 +486,10 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on
         return clean_json({"models": out, "cache": {"hits": svc.cache.hits, "misses": svc.cache.misses},
                            "logs_written": svc.log.written})
 
+    from treum.serve.job_routes import add_job_routes
+
+    add_job_routes(app, PREFIX, require, service)  # training jobs and searches, run on the Ray cluster
+
     if plugins is not None:  # each behind its scope's key check, as the built-in routes are
         # a name /predict/{task} answers: a task or a built-in route (aliases are checked with the settings)
         # (a corpus task reads texts, not an instrument's bars: its plugin route answers it, not the template)
