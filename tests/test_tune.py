@@ -202,3 +202,51 @@ def test_the_registry_command_lists_shows_and_cancels_jobs(searched):
     assert r.returncode == 2 and "already 'completed'" in r.stderr
     r = treum("registry", "show", "logit_direction", env=env)
     assert r.returncode == 0 and '"tuning"' in r.stdout and str(search.id) in r.stdout
+
+
+@pytest.mark.parametrize("overrides", [["model=logit_direction", "data=sp500"],
+                                       ["model=markov_regime", "data=sp500_index"]])  # labels decided after the fact
+def test_what_a_search_sees_does_not_move_when_the_test_segment_prices_do(plugins, overrides):
+    """Scramble every price of the test segment: the search's frame, labels and blocks stay the same."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    from treum.commands.compose import compose_run, to_dict
+    from treum.commands.run import prepare
+    from treum.commands.tune import build_search, load_hpo
+
+    cfg = compose_run([*overrides, "hpo=logit_direction"], plugins)
+    cfg, _, hpo = load_hpo(cfg, plugins, [*overrides, "hpo=logit_direction"])
+    prep = prepare(cfg, plugins)
+    split, panel, frame, folds = build_search(prep, hpo, plugins, to_dict(cfg.features))
+    assert frame.index.get_level_values("timestamp").max() < prep.segments.test[0]
+    ts = prep.panel.index.get_level_values("timestamp")
+    later = ts >= prep.segments.test[0]
+    noisy = prep.panel.copy()
+    shock = np.random.default_rng(0).lognormal(0, 0.2, later.sum())
+    for col in [c for c in ("open", "high", "low", "close") if c in noisy]:
+        noisy.loc[later, col] = noisy.loc[later, col].to_numpy() * shock
+    if "volume" in noisy:
+        noisy.loc[later, "volume"] = noisy.loc[later, "volume"].to_numpy()[::-1]
+    split2, panel2, frame2, folds2 = build_search(dataclasses.replace(prep, panel=noisy), hpo, plugins,
+                                                  to_dict(cfg.features))
+    assert split2 == split and folds2 == folds
+    pd.testing.assert_frame_equal(frame2, frame)
+    assert frame[[c for c in frame.columns if c.startswith("target")]].notna().any().all()
+
+
+def test_a_search_whose_trials_all_fail_says_why_and_leaves_no_row_running(treum_home):
+    # hpo=base has an empty space of its own; LightGBM itself refuses a feature fraction above 1 when it trains
+    r = treum("tune", "model=gbm_direction", "hpo=base", "hpo.num_samples=2",
+              "++hpo.space={model.feature_fraction: {uniform: [1.5, 2.0]}}")
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no trial of the search completed its 4 validation blocks; first error:" in r.stderr
+    reg = Registry()
+    search = _search_row(reg)
+    trials = _trials(reg, search.id)
+    assert search.status == "failed" and len(trials) == 2
+    assert all(t.status == "failed" and t.error_message for t in trials)
+    assert reg.list_models() == []
+    reg.close()

@@ -141,14 +141,19 @@ def test_a_trial_asks_for_a_gpu_only_when_the_config_does_and_the_cluster_has_on
 
 
 def test_a_trial_with_a_gpu_puts_its_model_on_it(plugins):
+    import dataclasses
+
     from treum.commands.tune import device_settings
 
-    lightning = plugins.model("ts_transformer").config_cls
-    gbm = plugins.model("gbm_direction").config_cls
+    lightning, gbm = plugins.model("ts_transformer"), plugins.model("gbm_direction")
     assert device_settings(lightning, 3, gpu=True) == {"num_threads": 3, "accelerator": "auto"}
     assert device_settings(lightning, 1, gpu=False) == {"num_threads": 1}
-    assert device_settings(gbm, 2, gpu=True) == {"num_threads": 2, "device_type": "gpu"}
-    assert device_settings(plugins.model("logit_direction").config_cls, 1, gpu=True) == {}
+    assert device_settings(lightning, 2, gpu=True, searched=frozenset({"num_threads"})) == {"accelerator": "auto"}
+    # no gpu capability (the PyPI LightGBM is CPU-only): its threads follow the trial, never a GPU setting
+    assert device_settings(gbm, 2, gpu=True) == {"num_threads": 2}
+    built = dataclasses.replace(gbm, capabilities=gbm.capabilities | {"gpu"}, gpu_config={"device_type": "gpu"})
+    assert device_settings(built, 2, gpu=True) == {"num_threads": 2, "device_type": "gpu"}
+    assert device_settings(plugins.model("logit_direction"), 1, gpu=True) == {}
 
 
 def test_the_model_must_accept_both_ends_of_a_range_before_any_trial(plugins):

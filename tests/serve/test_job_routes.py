@@ -71,7 +71,7 @@ def test_every_job_route_needs_a_key_with_the_train_scope(client, svc):
 
 @pytest.mark.parametrize("body, words", [
     ({"model": "logit_direction", "overrides": ["registry.url=sqlite:////tmp/other.db"]}, "the registry is the server's"),
-    ({"model": "logit_direction", "overrides": ["data.path=/etc/passwd"]}, "never a path on the server"),
+    ({"model": "logit_direction", "overrides": ["data.path=/etc/passwd"]}, "never a path or an address"),
     ({"model": "logit_direction", "overrides": ["hydra.run.dir=/tmp/x"]}, "Hydra's own settings"),
     ({"model": "logit_direction", "overrides": ["tune.address=10.0.0.1:6379"]}, "its Ray cluster"),
     ({"model": "logit_direction", "overrides": ["model.cc=1"]}, "did you mean 'c'"),
@@ -81,9 +81,22 @@ def test_every_job_route_needs_a_key_with_the_train_scope(client, svc):
     ({"model": "lagged_logit"}, "is a baseline"),
     ({"model": "logit_direction", "hpo": "gbm_direction"}, "hpo belongs to a search"),
     ({"command": "tune", "model": "garch"}, "has no search of its own"),
-    ({"command": "tune", "model": "logit_direction", "overrides": ["++hpo.space={model.cc: {uniform: [0.1, 1.0]}}"]},
-     "'model.cc' is not a key"),
+    ({"command": "tune", "model": "logit_direction", "overrides": ["hpo.num_sample=3"]}, "did you mean 'num_samples'"),
+    ({"command": "tune", "model": "logit_direction", "hpo": "gbm_direction"}, "'model.learning_rate' is not a key"),
     ({"model": "logit_direction", "overrides": ["x" * 20]}, "not KEY=VALUE"),
+    # nothing of the server leaks through a value, and nothing outside the allowed keys is read
+    ({"model": "logit_direction", "overrides": ["model.c=${oc.env:TREUM_HOME}"]}, "interpolations"),
+    ({"model": "logit_direction", "overrides": ["seed=${oc.env:HOME,0}"]}, "interpolations"),
+    ({"model": "logit_direction", "overrides": ["data.start=${hydra:runtime.cwd}"]}, "interpolations"),
+    ({"model": "logit_direction", "overrides": ["features=multimodal", "features.news_path=/etc/passwd"]},
+     "never a path or an address"),
+    ({"command": "tune", "model": "logit_direction",
+      "overrides": ["hpo.space={features.news_path: {choice: [/etc/passwd, /etc/hosts]}}"]}, "does not write one"),
+    ({"model": "logit_direction", "overrides": ["+data.anything=1"]}, "not add or delete"),
+    ({"model": "logit_direction", "overrides": ["experiment=../registry/postgres"]}, "is a name"),
+    ({"model": "logit_direction", "data": "csv"}, "reads a file the server would have to be given"),
+    ({"model": "logit_direction", "overrides": ["data.segments.test=[2020-01-01,2019-01-01]"]}, "is after end"),
+    ({"command": "tune", "model": "logit_direction", "overrides": ["hpo.num_samples=100000"]}, "at most 500"),
 ])
 def test_a_bad_request_is_a_422_that_names_the_problem_and_queues_nothing(client, key, svc, body, words):
     r = client.post(f"{API}/training/jobs", json=body, headers=key)
@@ -152,3 +165,21 @@ def test_cancelling_a_search_cancels_its_trials_and_kills_its_actor(client, key,
     assert svc.registry.list_models() == []
     time.sleep(3)  # a trial reporting after the kill changes nothing: its row stays cancelled
     assert not [t for t in svc.registry.jobs(100, search=search_id) if t.status in ("queued", "running")]
+
+
+def test_a_job_whose_actor_died_reads_back_failed_not_running(client, key, svc):
+    import ray
+
+    r = client.post(f"{API}/optimization/hyperparameters",
+                    json={"model": "logit_direction", "overrides": ["hpo.num_samples=40", "hpo.max_concurrent=1",
+                                                                    "hpo.scheduler.name=fifo"]}, headers=key)
+    job_id = r.json()["id"]
+    end = time.time() + 240
+    while svc.registry.job(job_id).status != "running":
+        assert time.time() < end, "the search never started"
+        time.sleep(0.5)
+    ray.kill(ray.get_actor(f"treum-job-{job_id}", namespace="treum-jobs"), no_restart=True)  # as if its node died
+    time.sleep(2)
+    body = client.get(f"{API}/training/jobs/{job_id}", headers=key).json()
+    assert body["status"] == "failed" and "its Ray actor is gone" in body["error_message"]
+    assert not [t for t in body["trials"] if t["status"] in ("queued", "running")]

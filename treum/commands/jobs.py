@@ -14,12 +14,14 @@ cluster address stay the server's.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import Any
 
 from treum.core.errors import ConfigError
 
 ALLOWED_ROOTS = ("model", "features", "task", "eval", "hpo", "seed", "zoo", "data", "experiment")
+GROUPS = ("model", "data", "features", "task", "hpo", "experiment", "zoo", "eval")
 REFUSED = {
     "registry": "the registry is the server's",
     "hydra": "Hydra's own settings are the server's",
@@ -28,47 +30,81 @@ REFUSED = {
     "actor": "the actor is the API key's name",
     "serve": "the serving settings are the server's",
 }
+PATHLIKE = ("path", "file", "dir", "root", "url", "folder", "home")
+CHOICE = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
+MAX_SAMPLES = 500  # trials a search started over HTTP may ask for
 _COMPOSE = threading.Lock()  # Hydra's global state: one composition at a time in a serving process
+
+
+def _check_override(o: str) -> None:
+    if "=" not in o:
+        raise ConfigError(f"override {o!r} is not KEY=VALUE")
+    key, value = o.split("=", 1)
+    if key.startswith(("+", "~")):
+        raise ConfigError(f"override {o!r}: a request may change the config's keys, not add or delete them")
+    if "${" in value or "${" in key:
+        raise ConfigError(f"override {key}=...: interpolations (${{...}}) are refused in a request; give the value")
+    root = key.split(".", 1)[0].split("/", 1)[0]
+    if root in REFUSED:
+        raise ConfigError(f"override {key}=... is refused: {REFUSED[root]}")
+    if root not in ALLOWED_ROOTS:
+        raise ConfigError(f"override {key}=...: a request may set keys of {', '.join(ALLOWED_ROOTS)}")
+    if key in ("model", "data", "hpo"):
+        raise ConfigError(f"override {key}=...: give {key} as its own field of the request")
+    if key in GROUPS and not CHOICE.match(value):
+        raise ConfigError(f"override {key}=...: a choice of the {key} group is a name (letters, digits, _ and -)")
+    if key.startswith("hpo.space"):
+        raise ConfigError("a request chooses a search space by name (hpo=NAME, a file in conf/hpo), it does not write one")
+    if any(part in leaf.lower() for leaf in key.split(".")[1:] for part in PATHLIKE):
+        raise ConfigError(f"override {key}=... is refused: a request names data sets and values, never a path or "
+                          "an address on the server")
 
 
 def check_request(command: str, model: str, data: str | None, hpo: str | None, overrides: list[str]) -> list[str]:
     """The run's full override list, validated and composed as the CLI would; a ConfigError names what is wrong."""
-    from treum.commands.compose import compose_run
+    from omegaconf.errors import OmegaConfBaseException
+
+    from treum.commands.compose import compose_run, to_dict
     from treum.commands.hydra_app import with_hpo
+    from treum.core.data import Segments
     from treum.core.plugins import create_plugin_registry
 
     if command != "tune" and hpo is not None:
         raise ConfigError("hpo belongs to a search (command tune, or POST /optimization/hyperparameters)")
     for o in overrides:
-        key = o.lstrip("+~").split("=", 1)[0]
-        root = key.split(".", 1)[0].split("/", 1)[0]
-        if "=" not in o:
-            raise ConfigError(f"override {o!r} is not KEY=VALUE")
-        if root in REFUSED:
-            raise ConfigError(f"override {o!r} is refused: {REFUSED[root]}")
-        if root not in ALLOWED_ROOTS:
-            raise ConfigError(f"override {o!r}: a request may set keys of {', '.join(ALLOWED_ROOTS)}")
-        if root == "data" and key not in ("data",) and key.split(".")[-1] in ("path", "root", "file", "directory"):
-            raise ConfigError(f"override {o!r} is refused: a request names a data set, never a path on the server")
-        if root in ("model", "data", "hpo") and key == root:
-            raise ConfigError(f"override {o!r}: give {root} as its own field of the request")
+        _check_override(o)
     full = [f"model={model}", *([f"data={data}"] if data else []), *([f"hpo={hpo}"] if hpo else []), *overrides]
     with _COMPOSE:
         plugins = create_plugin_registry()
         if plugins.model(model).baseline:
             raise ConfigError(f"'{model}' is a baseline: it is scored beside every model of its task but never trained "
                               "on its own")
-        if command == "tune":
-            full = with_hpo(full, plugins)
-        cfg = compose_run(full, plugins)
-        if command == "tune":
-            from treum.commands.tune import load_hpo, check_space
-            from treum.commands.compose import to_dict
-            from treum.core.hpo import parse_space
+        try:
+            if command == "tune":
+                full = with_hpo(full, plugins)
+            cfg = compose_run(full, plugins)
+            data_cfg = to_dict(cfg.data)
+            spec = plugins.dataset(data_cfg["name"])
+            found = spec.missing is not None and spec.missing(data_cfg) is None  # a file the server finds itself
+            unset = [k for k, v in data_cfg.items() if v in (None, "") and any(p in k.lower() for p in PATHLIKE)
+                     and not found]
+            if unset:
+                raise ConfigError(f"data '{data_cfg['name']}' reads a file the server would have to be given "
+                                  f"({', '.join(unset)}); a request can only name the server's data sets")
+            if data_cfg.get("segments"):
+                Segments.from_config(data_cfg["segments"])
+            if command == "tune":
+                from treum.commands.tune import check_space, load_hpo
+                from treum.core.hpo import parse_space
 
-            cfg, _, hpo_cfg = load_hpo(cfg, plugins, full)
-            dims = parse_space(hpo_cfg.space, to_dict(cfg))
-            check_space(dims, plugins.model(model), to_dict(cfg.model), plugins, cfg)
+                cfg, _, hpo_cfg = load_hpo(cfg, plugins, full)
+                if hpo_cfg.num_samples > MAX_SAMPLES:
+                    raise ConfigError(f"hpo.num_samples={hpo_cfg.num_samples}: a search started over HTTP runs at most "
+                                      f"{MAX_SAMPLES} trials")
+                dims = parse_space(hpo_cfg.space, to_dict(cfg))
+                check_space(dims, plugins.model(model), to_dict(cfg.model), plugins, cfg)
+        except (OmegaConfBaseException, ValueError, TypeError) as exc:
+            raise ConfigError(f"the overrides do not compose: {type(exc).__name__}") from None
     return full
 
 
@@ -83,7 +119,10 @@ def execute(job_id: str, command: str, overrides: list[str], actor: str, env: di
 
     try:
         plugins = create_plugin_registry()
-        cfg = compose_run([*overrides, f"actor={actor}"], plugins)
+        from treum.core.hpo import as_override
+
+        overrides = [*overrides, as_override("actor", actor)]  # the API key's name, in the audit log and the versions
+        cfg = compose_run(overrides, plugins)
         name = str(cfg.model.name)
         run_dir = new_run_dir(command, f"{name}-{cfg.data.name}")
         if command == "tune":

@@ -271,13 +271,15 @@ def open_registry(cfg: DictConfig) -> Registry:
 
 def run_models(cfg: DictConfig, plugins: PluginRegistry, names: list[str], overrides: list[str], command: str,
                register: bool, run_dir: Path | None = None, metadata: dict | None = None,
-               adopt: dict[str, str] | None = None, job_type: str | None = None) -> RunOutcome:
+               adopt: dict[str, str] | None = None, job_type: str | None = None,
+               job_extra: dict | None = None) -> RunOutcome:
     """Evaluate ``names`` beside the task's baselines on one split, then fit and register each (if ``register``).
 
     Every model gets a job before any work; a model that fails marks its job failed and
     registers nothing; jobs that never started (the data or a baseline failed) end cancelled.
     ``adopt`` maps a name to a queued job created before the run (``POST /training/jobs``);
-    ``metadata`` is added to each registered version's (a tuned version names its search).
+    ``metadata`` is added to each registered version's (a tuned version names its search), ``job_extra``
+    to each job's training config.
     """
     registry = open_registry(cfg)
     actor = str(cfg.get("actor") or "cli")
@@ -295,7 +297,8 @@ def run_models(cfg: DictConfig, plugins: PluginRegistry, names: list[str], overr
                     f"{command}:{name}:{cfg.data.name}",
                     job_type or ("training" if register else "evaluation"),
                     {"name": name, **config_dict(configs[name])},
-                    {"eval": to_dict(cfg.eval), "task": to_dict(cfg.task), "features": to_dict(cfg.features)},
+                    {"eval": to_dict(cfg.eval), "task": to_dict(cfg.task), "features": to_dict(cfg.features),
+                     **(job_extra or {})},
                     to_dict(cfg.data),
                 )
                 for name in names
@@ -334,6 +337,8 @@ def _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, 
                     results[name] = res
                     jobs[name].set_metrics(res.metrics)
                     write_run_files(res, prep, outcome.run_dir / name)
+                    if register and jobs[name].status == "cancelled":  # cancelled while it ran: register nothing
+                        raise TreumError(f"job {jobs[name].id} was cancelled while it ran; {name} is not registered")
                     if register:
                         validated = prep.task.beats(res.metrics, list(baseline_metrics.values()))
                         entry = register_model(registry, spec, configs[name], prep, res.metrics, validated,

@@ -68,27 +68,29 @@ class TrialContext:
     higher_is_better: bool
     cpu: float
     seed: int
+    env: dict[str, str] = field(default_factory=dict)  # the driver's plugin and registry settings, for the trial's process
 
 
 # ---------------------------------------------------------------------------------------------- the trial
 
 
-def device_settings(config_cls: type, cpus: float, gpu: bool) -> dict[str, Any]:
-    """Config values that put a model on its trial's resources, by the fields its config declares.
+def device_settings(spec: Any, cpus: float, gpu: bool, searched: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Config values that put a model on its trial's resources.
 
-    ``num_threads`` gets the trial's CPUs; with a GPU (assigned by Ray and usable by torch),
-    a Lightning/torch model's ``accelerator`` becomes ``auto`` and LightGBM's ``device_type`` ``gpu``.
+    ``num_threads`` (when the model has one and the search does not choose it) gets the trial's
+    CPUs. With a GPU (assigned by Ray and visible to torch), a model that declares the ``gpu``
+    capability gets ``accelerator: auto``, or the values of its spec's ``gpu_config`` (a
+    LightGBM built with GPU support would name ``device_type: gpu`` there).
     """
     import dataclasses
 
-    names = {f.name for f in dataclasses.fields(config_cls)}
+    names = {f.name for f in dataclasses.fields(spec.config_cls)}
     out: dict[str, Any] = {}
-    if "num_threads" in names:
+    if "num_threads" in names and "num_threads" not in searched:
         out["num_threads"] = max(1, int(cpus))
-    if gpu and "accelerator" in names:
-        out["accelerator"] = "auto"
-    if gpu and "device_type" in names:
-        out["device_type"] = "gpu"
+    if gpu and "gpu" in spec.capabilities:
+        settings = getattr(spec, "gpu_config", None)
+        out.update(dict(settings) if settings else ({"accelerator": "auto"} if "accelerator" in names else {}))
     return out
 
 
@@ -101,12 +103,14 @@ def trial_values(ctx: TrialContext, params: dict[str, Any], gpu: bool) -> tuple[
     for key, value in params.items():
         root, leaf = key.split(".", 1)
         (model if root == "model" else features)[leaf] = value
-    model.update(device_settings(spec.config_cls, ctx.cpu, gpu))
+    searched = frozenset(k.split(".", 1)[1] for k in params if k.startswith("model."))
+    model.update(device_settings(spec, ctx.cpu, gpu, searched))
     return model, features
 
 
 def run_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     """One trial: refit before each validation block, report the score over the blocks so far after each."""
+    os.environ.update(ctx.env)  # the same plugins and home as the driver, even on a cluster started elsewhere
     import ray
     from ray import tune
 
@@ -325,13 +329,15 @@ def check_space(dims: list[Dimension], spec: Any, model_values: dict[str, Any], 
             else:
                 feats = to_dict(cfg.features)
                 config_cls = getattr(plugins.feature_set(feats["name"]), "config_cls", None)
-                if config_cls is not None:
-                    from treum.core.config import build_config
+                if config_cls is None:  # nothing to stop a window of -5, a feature that reads the future
+                    raise ConfigError(f"hpo.space.{dim.key}: feature set '{feats['name']}' declares no config class to "
+                                      "validate searched values against, so its keys cannot be searched")
+                from treum.core.config import build_config
 
-                    try:
-                        build_config(config_cls, {**feats, dim.leaf: value}, "features")
-                    except ConfigError as exc:
-                        raise ConfigError(f"hpo.space.{dim.key}: the feature set refuses {value!r}: {exc}") from None
+                try:
+                    build_config(config_cls, {**feats, dim.leaf: value}, "features")
+                except ConfigError as exc:
+                    raise ConfigError(f"hpo.space.{dim.key}: the feature set refuses {value!r}: {exc}") from None
 
 
 def load_hpo(cfg: DictConfig, plugins: Any, overrides: list[str]) -> tuple[DictConfig, str, HpoConfig]:
@@ -408,6 +414,26 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def build_search(prep: Any, hpo: HpoConfig, plugins: Any, features_cfg: dict) -> tuple[SearchSplit, pd.DataFrame,
+                                                                                   pd.DataFrame, list[Any]]:
+    """(split, panel, frame, folds) of a search: the bars up to the split's end, their features and labels
+    recomputed on them alone, and the validation blocks; nothing of it depends on a price of the test segment."""
+    from treum.core.data import slice_time
+    from treum.core.evaluation import WalkForwardConfig, make_folds
+
+    split = search_split(prep.frame.index.get_level_values("timestamp"), prep.segments, hpo, prep.purge,
+                         prep.eval_cfg.embargo)
+    panel = slice_time(prep.panel, end=split.end)
+    frame = search_frame(panel.join(plugins.feature_set(features_cfg["name"]).compute(panel, features_cfg))
+                         .join(prep.task.make_targets(panel)), split)
+    wf = WalkForwardConfig(refit_every=split.block_bars, window=prep.eval_cfg.window,
+                           window_bars=prep.eval_cfg.window_bars, embargo=prep.eval_cfg.embargo, bootstrap=0,
+                           seed=prep.eval_cfg.seed)
+    folds = make_folds(frame.index.get_level_values("timestamp"), split.segments, wf, prep.purge,
+                       valid_len=split.valid_bars)
+    return split, panel, frame, folds
+
+
 @dataclass
 class SearchOutcome:
     search_id: str
@@ -428,8 +454,6 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
     from treum.commands.output import console, progress_bar
     from treum.commands.run import open_registry, prepare
     from treum.core.config import build_config, config_dict
-    from treum.core.data import slice_time
-    from treum.core.evaluation import WalkForwardConfig, make_folds
 
     spec = plugins.model(str(cfg.model.name))
     model_values = to_dict(cfg.model)
@@ -459,23 +483,14 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
                         f"task '{prep.task.name}' is scored by cross-validation over its rows, so every row is a test row "
                         "of some fold and a search would choose with the rows its figure is scored on; treum tune "
                         "searches on the bars before a walk-forward's test segment (panel tasks)")
-                split = search_split(prep.frame.index.get_level_values("timestamp"), prep.segments, hpo, prep.purge,
-                                     prep.eval_cfg.embargo)
-                panel = slice_time(prep.panel, end=split.end)
                 features_cfg = to_dict(cfg.features)
-                frame = search_frame(panel.join(plugins.feature_set(features_cfg["name"]).compute(panel, features_cfg))
-                                     .join(prep.task.make_targets(panel)), split)
-                wf = WalkForwardConfig(refit_every=split.block_bars, window=prep.eval_cfg.window,
-                                       window_bars=prep.eval_cfg.window_bars, embargo=prep.eval_cfg.embargo, bootstrap=0,
-                                       seed=prep.eval_cfg.seed)
-                folds = make_folds(frame.index.get_level_values("timestamp"), split.segments, wf, prep.purge,
-                                   valid_len=split.valid_bars)
+                split, panel, frame, folds = build_search(prep, hpo, plugins, features_cfg)
                 searched_features = any(d.root == "features" for d in dims)
                 ctx = TrialContext(spec.name, model_values, prep.task.config_dict(), features_cfg, frame,
                                    panel if (searched_features or prep.labels_as_of is not None) else None, folds,
                                    "sequential" in spec.capabilities, prep.labels_as_of is not None,
                                    prep.task.spec.primary_metric, prep.task.spec.higher_is_better, hpo.resources.cpu,
-                                   prep.eval_cfg.seed)
+                                   prep.eval_cfg.seed, worker_env())
                 started_ray = start_ray(settings, worker_env())
                 import ray
 
@@ -502,6 +517,13 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
                                            grace_period=min(hpo.scheduler.grace_period, len(folds)),
                                            reduction_factor=hpo.scheduler.reduction_factor)
                              if hpo.scheduler.name == "asha" else FIFOScheduler())
+                import logging
+
+                import optuna
+
+                optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study created
+                # the registry keeps the results, so Tune's own result files are not written and not looked for
+                logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
                 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us: we cancel the rows ourselves
                 os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # the registry keeps the results
                 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -516,6 +538,7 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
                                                     search_alg=searcher, scheduler=scheduler,
                                                     max_concurrent_trials=hpo.max_concurrent,
                                                     time_budget_s=hpo.time_budget_s,
+                                                    reuse_actors=True,  # one worker process per slot: imports once
                                                     trial_dirname_creator=lambda t: f"trial-{t.trial_id}"),
                         run_config=tune.RunConfig(name="search", storage_path=str((run_dir / "tune").resolve()),
                                                   verbose=0, callbacks=[rows], stop=CancelledRows(rows),
@@ -529,6 +552,10 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
                         ended = _end_running(records, "cancelled", "the search was interrupted (Ctrl-C)",
                                              ctx.metric)
                         console.print(f"\ninterrupted: {ended} running trial(s) cancelled; nothing registered")
+                        raise
+                    except BaseException as exc:  # Tune, Ray or a callback failed: no trial row stays running
+                        _end_running(list(rows.records.values()), "failed" if isinstance(exc, Exception) else "cancelled",
+                                     f"the search ended with {type(exc).__name__}: {exc}", ctx.metric)
                         raise
                 records = list(rows.records.values())
                 if search_job.status == "cancelled" or rows.search_cancelled:
@@ -622,7 +649,7 @@ def _train_best(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Pa
                   "beside the baselines (the search never read it)")
     register = final_cfg.registry.get("register") is not False
     return run_models(final_cfg, plugins, [str(final_cfg.model.name)], [*kept, *chosen], "tune", register,
-                      run_dir / "best", metadata={"tuning": summary})
+                      run_dir / "best", metadata={"tuning": summary}, job_extra={"search": out.search_id})
 
 
 def _write_trials(records: list[TrialRecord], metric: str, path: Path) -> None:

@@ -47,6 +47,9 @@ class ModelSpec:
     baseline: bool = False  # baselines are scored beside models but never registered
     ablation_of: str | None = None  # a model with one part removed: leaderboards score it, the demo skips it
     demo: bool = True  # False: too costly for `treum demo` on two CPU cores (leaderboards still run it)
+    # with the ``gpu`` capability: the config values that put it on a GPU a search's trial holds
+    # (None: ``accelerator: auto`` when its config has that field)
+    gpu_config: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.capabilities) - CAPABILITIES

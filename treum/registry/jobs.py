@@ -97,38 +97,40 @@ def _progress(s: Session, job_id: uuid.UUID, metrics: Mapping[str, Any]) -> bool
     return True
 
 
-def cancel_children(s: Session, parent_id: uuid.UUID, actor: str, reason: str) -> list[uuid.UUID]:
-    """Cancel the queued or running jobs whose ``training_config.search`` is ``parent_id`` (a search's trials)."""
+def cancel_children(s: Session, parent_id: uuid.UUID, actor: str, reason: str,
+                    status: str = "cancelled") -> list[uuid.UUID]:
+    """End the queued or running jobs whose ``training_config.search`` is ``parent_id``: a search's trials and
+    the final training of its best values (``cancelled``, or ``failed`` when the search's process died)."""
     rows = list(s.execute(
-        select(MLTrainingJob).where(MLTrainingJob.status.in_(("queued", "running")),
-                                    MLTrainingJob.job_type == "tuning").with_for_update()
+        select(MLTrainingJob).where(MLTrainingJob.status.in_(("queued", "running"))).with_for_update()
     ).scalars())
-    now, done = utcnow(), []
+    done = []
     for job in rows:
-        if str((job.training_config or {}).get("search")) != str(parent_id):
-            continue
-        before = job.status
-        job.status, job.completed_at = "cancelled", now
-        job.error_message = f"cancelled by {actor}: {reason}" if reason else f"cancelled by {actor}"
-        audit.append(s, actor, "job.cancel", "ml_training_jobs", job.id,
-                     {"name": job.job_name, "was": before, "reason": reason})
-        done.append(job.id)
+        if str((job.training_config or {}).get("search")) == str(parent_id):
+            _end(s, job, actor, reason, status)
+            done.append(job.id)
     return done
 
 
-def cancel(s: Session, job_id: uuid.UUID, actor: str, reason: str) -> MLTrainingJob:
-    """Cancel a queued or running job; a finished one is refused."""
+def _end(s: Session, job: MLTrainingJob, actor: str, reason: str, status: str) -> None:
+    before = job.status
+    job.status, job.completed_at = status, utcnow()
+    verb = "cancelled" if status == "cancelled" else "failed"
+    job.error_message = f"{verb} by {actor}: {reason}" if reason and status == "cancelled" else (
+        reason or f"{verb} by {actor}")
+    action = {"cancelled": "job.cancel", "failed": "job.fail"}[status]
+    audit.append(s, actor, action, "ml_training_jobs", job.id, {"name": job.job_name, "was": before, "reason": reason})
+
+
+def cancel(s: Session, job_id: uuid.UUID, actor: str, reason: str, status: str = "cancelled") -> MLTrainingJob:
+    """End a queued or running job as cancelled (or failed: its process died); a finished one is refused."""
     job = _load(s, job_id)
     if job.status in FINISHED:
         raise RegistryError(
             f"training job {job_id} ('{job.job_name}') is already '{job.status}'; only a queued or running job "
             "can be cancelled"
         )
-    before = job.status
-    job.status, job.completed_at = "cancelled", utcnow()
-    job.error_message = f"cancelled by {actor}: {reason}" if reason else f"cancelled by {actor}"
-    audit.append(s, actor, "job.cancel", "ml_training_jobs", job_id,
-                 {"name": job.job_name, "was": before, "reason": reason})
+    _end(s, job, actor, reason, status)
     return job
 
 

@@ -198,6 +198,13 @@ class Registry:
             jobs.cancel_children(s, job.id, actor, f"its search was cancelled ({reason})" if reason else "its search was cancelled")
             return job
 
+    def abandon_job(self, job_id: uuid.UUID | str, actor: str, why: str) -> MLTrainingJob:
+        """A queued or running job whose work is gone (its process died) ends failed, saying why; its trials too."""
+        with self.transaction() as s:
+            job = jobs.cancel(s, as_uuid(job_id, "training job"), actor, why, status="failed")
+            jobs.cancel_children(s, job.id, actor, f"its search failed: {why}", status="failed")
+            return job
+
     def end_unstarted(self, job_id: uuid.UUID | str, status: str, why: str) -> bool:
         """End a job still ``queued`` (failed or cancelled, saying why); False when it had started or ended."""
         with self.transaction() as s:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Query
 from pydantic import Field
 
-from treum.core.errors import ConfigError, PluginError
+from treum.core.errors import TreumError
 from treum.serve.bars import RequestError
 from treum.serve.schemas import Strict
 
@@ -137,7 +137,11 @@ def _ensure_ray() -> None:
 
         def keep() -> None:
             try:
-                ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+                quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+                try:  # a Ray this machine already runs (another worker of this server started it)
+                    ray.init(address="auto", **quiet)
+                except ConnectionError:
+                    ray.init(include_dashboard=False, **quiet)
             except BaseException as exc:  # noqa: BLE001 - handed to the request that asked
                 failed.append(exc)
             finally:
@@ -174,7 +178,9 @@ def kill(job_id: str) -> bool:
     """Kill a job's actor (and the trials it started); False when it is not running anywhere."""
     import ray
 
-    if not ray.is_initialized():
+    try:
+        _ensure_ray()
+    except Exception:  # no Ray to ask: the row is cancelled, and the run checks its row before it registers
         return False
     try:
         handle = ray.get_actor(f"treum-job-{job_id}", namespace=NAMESPACE)
@@ -182,6 +188,32 @@ def kill(job_id: str) -> bool:
         return False
     ray.kill(handle, no_restart=True)
     return True
+
+
+def actor_alive(job_id: str) -> bool | None:
+    """Whether the job's actor exists on the cluster this process is connected to (None: no Ray here to ask)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        ray.get_actor(f"treum-job-{job_id}", namespace=NAMESPACE)
+        return True
+    except ValueError:
+        return False
+
+
+def reconcile(registry, job):
+    """A job started over HTTP whose actor is gone (killed, its node lost) while its row says it runs: failed."""
+    if job.status not in ("queued", "running") or "requested_by" not in (job.training_config or {}):
+        return job
+    if actor_alive(str(job.id)) is not False:
+        return job
+    latest = registry.job(job.id)  # the actor may have ended the row just now, then exited
+    if latest.status in ("queued", "running"):
+        registry.abandon_job(job.id, "treum", "its Ray actor is gone (killed, or its node was lost) before it finished")
+        latest = registry.job(job.id)
+    return latest
 
 
 def add_job_routes(app: FastAPI, prefix: str, require, service) -> None:
@@ -193,7 +225,7 @@ def add_job_routes(app: FastAPI, prefix: str, require, service) -> None:
         try:
             overrides = await asyncio.to_thread(jobs.check_request, body.command, body.model, body.data, body.hpo,
                                                 list(body.overrides))
-        except (ConfigError, PluginError) as exc:
+        except TreumError as exc:  # a bad override, an unknown name, a space the model refuses
             raise RequestError(422, str(exc)) from None
         data = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), None) or "default"
         training = {"command": body.command, "overrides": overrides, "requested_by": actor}
@@ -221,11 +253,12 @@ def add_job_routes(app: FastAPI, prefix: str, require, service) -> None:
                   search: uuid.UUID | None = Query(None, description="the trials of this search"),
                   limit: int = Query(50, ge=1, le=500),
                   _: str = Depends(require("train")), svc=Depends(service)) -> list[dict[str, Any]]:
-        return [_job_out(j, brief=True) for j in svc.registry.jobs(limit, job_type=type, status=status, search=search)]
+        rows = svc.registry.jobs(limit, job_type=type, status=status, search=search)
+        return [_job_out(reconcile(svc.registry, j), brief=True) for j in rows]
 
     @app.get(f"{prefix}/training/jobs/{{job_id}}", tags=["training"], responses=ERRORS)
     def show_job(job_id: uuid.UUID, _: str = Depends(require("train")), svc=Depends(service)) -> dict[str, Any]:
-        job = svc.registry.job(job_id)
+        job = reconcile(svc.registry, svc.registry.job(job_id))
         out = _job_out(job)
         if (job.training_config or {}).get("role") == "search":
             out["trials"] = [_job_out(t, brief=True) for t in svc.registry.jobs(1000, search=job.id)]

@@ -26,7 +26,7 @@ class GBMDirectionConfig:
     early_stopping_rounds: int = 50
     num_threads: int = 2
     seed: int = 0
-    device_type: Literal["cpu", "gpu", "cuda"] = "cpu"  # gpu/cuda: a LightGBM built with that support
+    device_type: Literal["cpu", "gpu", "cuda"] = "cpu"  # gpu/cuda: only with a LightGBM built for it (not PyPI's)
 
     def validate(self) -> str | None:
         if not 0 < self.learning_rate <= 1:
