@@ -250,3 +250,16 @@ def test_a_search_whose_trials_all_fail_says_why_and_leaves_no_row_running(treum
     assert all(t.status == "failed" and t.error_message for t in trials)
     assert reg.list_models() == []
     reg.close()
+
+
+def test_a_time_budget_ends_the_search_and_its_rows(treum_home):
+    r = treum("tune", "model=logit_direction", "hpo.num_samples=200", "hpo.max_concurrent=1", "hpo.time_budget_s=12",
+              "hpo.scheduler.name=fifo", "registry.register=false")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    reg = Registry()
+    search = _search_row(reg)
+    trials = _trials(reg, search.id)
+    assert search.status == "completed" and 1 <= len(trials) < 200
+    assert search.final_metrics["trials"] == len(trials)
+    assert not [t for t in trials if t.status in ("queued", "running")]
+    reg.close()

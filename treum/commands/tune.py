@@ -663,7 +663,11 @@ def _print_trials(console, out: SearchOutcome, metric: str, mode: str) -> None:
     from rich.table import Table
 
     sign = -1 if mode == "max" else 1
-    ranked = sorted(out.trials, key=lambda r: (r.status != "completed", sign * (r.last.get("value") or (-np.inf * sign))))
+    def rank(r: TrialRecord) -> tuple[bool, float]:
+        value = r.last.get("value")
+        return r.status != "completed", np.inf if value is None else sign * value
+
+    ranked = sorted(out.trials, key=rank)
     keys = list(out.trials[0].params) if out.trials else []
     table = Table(title=f"trials ({metric} on the validation blocks; the test segment is not used)")
     for col in ["trial", "status", metric, "blocks", *keys]:
