@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.treum-installed
 export TREUM_HOME ?= $(CURDIR)/.treum
 
-.PHONY: demo test test-services bench env clean
+.PHONY: demo test test-slow test-services bench env clean
 
 $(STAMP): pyproject.toml tests/example_plugin/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/treum demo
 
+# everything but the quality floors on real data and Ray Serve booted for real (marked slow: `make test-slow`, run in CI)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 # the registry tests against PostgreSQL and the cache tests against Redis
 test-services: $(STAMP)

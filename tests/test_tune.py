@@ -113,7 +113,8 @@ def test_bad_search_spaces_stop_before_any_trial_with_the_key_named(treum_home):
 
 
 def test_ctrl_c_cancels_the_running_trials_and_registers_nothing(treum_home):
-    proc = subprocess.Popen([sys.executable, "-m", "treum.cli", "tune", "model=logit_direction", "hpo.num_samples=40",
+    # gbm trials last seconds (a fit per block), so the signal lands while trials run, not after the search
+    proc = subprocess.Popen([sys.executable, "-m", "treum.cli", "tune", "model=gbm_direction", "hpo.num_samples=40",
                              "hpo.max_concurrent=1", "hpo.scheduler.name=fifo"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
     reg = Registry()
@@ -156,9 +157,7 @@ def test_a_gpu_request_reaches_the_trial_on_a_fake_gpu(treum_home):
         assert t.compute_resources == {"cpu": 1.0, "gpu": 0.5}
         assert t.final_metrics["gpu_ids"] == "0" and t.final_metrics["device"] == "cpu"
     assert reg.list_models() == []  # registry.register=false: the best is evaluated, not registered
-    reg.close()
-    r = treum("tune", "model=logit_direction", "hpo.num_samples=1", "hpo.resources.gpu=0.5", "registry.register=false")
-    assert r.returncode == 0 and "hpo.resources.gpu=0.5, but Ray sees no GPU" in r.stdout
+    reg.close()  # without a GPU in the cluster the trials run on CPUs and say so (tests/core/test_hpo.py)
 
 
 def _free_port() -> int:

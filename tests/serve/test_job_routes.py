@@ -143,7 +143,7 @@ def test_cancelling_a_search_cancels_its_trials_and_kills_its_actor(client, key,
     import ray
 
     r = client.post(f"{API}/optimization/hyperparameters",
-                    json={"model": "logit_direction", "overrides": ["hpo.num_samples=40", "hpo.max_concurrent=1",
+                    json={"model": "gbm_direction", "overrides": ["hpo.num_samples=40", "hpo.max_concurrent=1",
                                                                     "hpo.scheduler.name=fifo"]}, headers=key)
     search_id = r.json()["id"]
     end = time.time() + 240
@@ -171,7 +171,7 @@ def test_a_job_whose_actor_died_reads_back_failed_not_running(client, key, svc):
     import ray
 
     r = client.post(f"{API}/optimization/hyperparameters",
-                    json={"model": "logit_direction", "overrides": ["hpo.num_samples=40", "hpo.max_concurrent=1",
+                    json={"model": "gbm_direction", "overrides": ["hpo.num_samples=40", "hpo.max_concurrent=1",
                                                                     "hpo.scheduler.name=fifo"]}, headers=key)
     job_id = r.json()["id"]
     end = time.time() + 240
