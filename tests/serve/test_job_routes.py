@@ -139,22 +139,24 @@ def test_a_search_over_http_lists_its_trials_and_its_best(client, key, svc):
     assert len(trials) == 2 and all(t["search"] == body["id"] for t in trials)
 
 
-def test_cancelling_a_search_cancels_its_trials_and_kills_its_actor(client, key, svc):
-    import ray
-
+def _long_search_with_a_running_trial(client, key, svc) -> str:
+    """Start a search of 40 gbm trials (seconds each, one at a time) and return its id once a trial runs."""
     r = client.post(f"{API}/optimization/hyperparameters",
                     json={"model": "gbm_direction", "overrides": ["hpo.num_samples=40", "hpo.max_concurrent=1",
                                                                     "hpo.scheduler.name=fifo"]}, headers=key)
     search_id = r.json()["id"]
     end = time.time() + 240
-    while time.time() < end:
-        trials = svc.registry.jobs(100, search=search_id)
-        if any(t.status == "running" for t in trials):
-            break
+    while not any(t.status == "running" for t in svc.registry.jobs(100, search=search_id)):
+        assert time.time() < end, "no trial started"
         assert svc.registry.job(search_id).status in ("queued", "running"), svc.registry.job(search_id).error_message
         time.sleep(0.5)
-    else:
-        raise AssertionError("no trial started")
+    return search_id
+
+
+def test_cancelling_a_search_cancels_its_trials_and_kills_its_actor(client, key, svc):
+    import ray
+
+    search_id = _long_search_with_a_running_trial(client, key, svc)
     r = client.post(f"{API}/training/jobs/{search_id}/cancel", json={"reason": "enough"}, headers=key)
     assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["actor_killed"] is True
     assert svc.registry.job(search_id).error_message == "cancelled by trainer: enough"
@@ -170,14 +172,7 @@ def test_cancelling_a_search_cancels_its_trials_and_kills_its_actor(client, key,
 def test_a_job_whose_actor_died_reads_back_failed_not_running(client, key, svc):
     import ray
 
-    r = client.post(f"{API}/optimization/hyperparameters",
-                    json={"model": "gbm_direction", "overrides": ["hpo.num_samples=40", "hpo.max_concurrent=1",
-                                                                    "hpo.scheduler.name=fifo"]}, headers=key)
-    job_id = r.json()["id"]
-    end = time.time() + 240
-    while svc.registry.job(job_id).status != "running":
-        assert time.time() < end, "the search never started"
-        time.sleep(0.5)
+    job_id = _long_search_with_a_running_trial(client, key, svc)
     ray.kill(ray.get_actor(f"treum-job-{job_id}", namespace="treum-jobs"), no_restart=True)  # as if its node died
     time.sleep(2)
     body = client.get(f"{API}/training/jobs/{job_id}", headers=key).json()
