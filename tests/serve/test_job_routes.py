@@ -97,6 +97,7 @@ def test_every_job_route_needs_a_key_with_the_train_scope(client, svc):
     ({"model": "logit_direction", "data": "csv"}, "reads a file the server would have to be given"),
     ({"model": "logit_direction", "overrides": ["data.segments.test=[2020-01-01,2019-01-01]"]}, "is after end"),
     ({"command": "tune", "model": "logit_direction", "overrides": ["hpo.num_samples=100000"]}, "at most 500"),
+    ({"model": "logit_direction", "overrides": ["features.cache_url=redis://x"]}, "never a path or an address"),
 ])
 def test_a_bad_request_is_a_422_that_names_the_problem_and_queues_nothing(client, key, svc, body, words):
     r = client.post(f"{API}/training/jobs", json=body, headers=key)

@@ -30,10 +30,15 @@ REFUSED = {
     "actor": "the actor is the API key's name",
     "serve": "the serving settings are the server's",
 }
-PATHLIKE = ("path", "file", "dir", "root", "url", "folder", "home")
+PATHLIKE = {"path", "paths", "file", "files", "dir", "dirs", "directory", "root", "url", "uri", "folder", "home"}
 CHOICE = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 MAX_SAMPLES = 500  # trials a search started over HTTP may ask for
 _COMPOSE = threading.Lock()  # Hydra's global state: one composition at a time in a serving process
+
+
+def _pathlike(names) -> bool:
+    """Whether a key names a path, a file or an address (``news_path``, ``cache_url``; not ``gbm_direction``)."""
+    return any(word in PATHLIKE for name in names for word in str(name).lower().split("_"))
 
 
 def _check_override(o: str) -> None:
@@ -55,7 +60,7 @@ def _check_override(o: str) -> None:
         raise ConfigError(f"override {key}=...: a choice of the {key} group is a name (letters, digits, _ and -)")
     if key.startswith("hpo.space"):
         raise ConfigError("a request chooses a search space by name (hpo=NAME, a file in conf/hpo), it does not write one")
-    if any(part in leaf.lower() for leaf in key.split(".")[1:] for part in PATHLIKE):
+    if _pathlike(key.split(".")[1:]):
         raise ConfigError(f"override {key}=... is refused: a request names data sets and values, never a path or "
                           "an address on the server")
 
@@ -86,8 +91,7 @@ def check_request(command: str, model: str, data: str | None, hpo: str | None, o
             data_cfg = to_dict(cfg.data)
             spec = plugins.dataset(data_cfg["name"])
             found = spec.missing is not None and spec.missing(data_cfg) is None  # a file the server finds itself
-            unset = [k for k, v in data_cfg.items() if v in (None, "") and any(p in k.lower() for p in PATHLIKE)
-                     and not found]
+            unset = [k for k, v in data_cfg.items() if v in (None, "") and _pathlike([k]) and not found]
             if unset:
                 raise ConfigError(f"data '{data_cfg['name']}' reads a file the server would have to be given "
                                   f"({', '.join(unset)}); a request can only name the server's data sets")
