@@ -161,6 +161,25 @@ def job_fields(job) -> dict:
             "error_message": job.error_message}
 
 
+def _job_summary(job) -> str:
+    """A job's line: a trial's score and blocks, a search's best, a run's first metrics (keys in a fixed order:
+    PostgreSQL's JSONB does not keep the order they were written in)."""
+    m = job.final_metrics or {}
+    if job.error_message and job.status != "completed":
+        return job.error_message
+
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    if "objective_metric" in m:  # a trial
+        name = m["objective_metric"]
+        early = ", stopped early" if m.get("stopped_early") else ""
+        return f"{name}={fmt(m.get(name))}, blocks {m.get('blocks_run')}/{m.get('blocks')}{early}"
+    if "best_trial" in m:  # a search
+        return f"best {m.get('objective')}={fmt(m.get('validation_score'))} of {m.get('trials')} trials"
+    return ", ".join(f"{k}={fmt(m[k])}" for k in sorted(m)[:3])
+
+
 def _jobs(reg, args: argparse.Namespace, actor: str) -> None:
     from rich.table import Table
 
@@ -170,10 +189,7 @@ def _jobs(reg, args: argparse.Namespace, actor: str) -> None:
         for c in ("id", "name", "type", "status", "created", "metrics / error"):
             t.add_column(c)
         for j in rows:
-            metrics = j.final_metrics or {}
-            shown = j.error_message or ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                 for k, v in list(metrics.items())[:3])
-            t.add_row(str(j.id), j.job_name, j.job_type, j.status, _when(j.created_at), shown[:80])
+            t.add_row(str(j.id), j.job_name, j.job_type, j.status, _when(j.created_at), _job_summary(j)[:80])
         console.print(t)
     elif args.verb == "show":
         console.print_json(json.dumps(job_fields(reg.job(args.id)), default=str))
