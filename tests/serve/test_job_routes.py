@@ -88,6 +88,8 @@ def test_every_job_route_needs_a_key_with_the_train_scope(client, svc):
     ({"model": "logit_direction", "overrides": ["model.c=${oc.env:TREUM_HOME}"]}, "interpolations"),
     ({"model": "logit_direction", "overrides": ["seed=${oc.env:HOME,0}"]}, "interpolations"),
     ({"model": "logit_direction", "overrides": ["data.start=${hydra:runtime.cwd}"]}, "interpolations"),
+    ({"model": "logit_direction", "overrides": ["seed=$\\{oc.env:TREUM_HOME\\}"]}, "escapes"),
+    ({"model": "logit_direction", "overrides": ["features.name=$\\{oc.env:TREUM_HOME\\}"]}, "interpolations"),
     ({"model": "logit_direction", "overrides": ["features=multimodal", "features.news_path=/etc/passwd"]},
      "never a path or an address"),
     ({"command": "tune", "model": "logit_direction",

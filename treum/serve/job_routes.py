@@ -204,8 +204,12 @@ def actor_alive(job_id: str) -> bool | None:
 
 
 def reconcile(registry, job):
-    """A job started over HTTP whose actor is gone (killed, its node lost) while its row says it runs: failed."""
-    if job.status not in ("queued", "running") or "requested_by" not in (job.training_config or {}):
+    """A job started over HTTP whose actor is gone (killed, its node lost) while its row says it runs: failed.
+
+    Only a ``running`` row: its actor moved it there, so the actor existed; a ``queued`` row's actor may not
+    have been created yet (the route writes the row first).
+    """
+    if job.status != "running" or "requested_by" not in (job.training_config or {}):
         return job
     if actor_alive(str(job.id)) is not False:
         return job
