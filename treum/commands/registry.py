@@ -151,16 +151,6 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_fields(job) -> dict:
-    """A training job as the CLI and the API show it."""
-    return {"id": str(job.id), "name": job.job_name, "type": job.job_type, "status": job.status,
-            "created_at": job.created_at, "started_at": job.started_at, "completed_at": job.completed_at,
-            "model_config": job.model_config, "training_config": job.training_config,
-            "dataset_config": job.dataset_config, "compute_resources": job.compute_resources,
-            "final_metrics": job.final_metrics, "model_id": str(job.model_id) if job.model_id else None,
-            "error_message": job.error_message}
-
-
 def _job_summary(job) -> str:
     """A job's line: a trial's score and blocks, a search's best, a run's first metrics (keys in a fixed order:
     PostgreSQL's JSONB does not keep the order they were written in)."""
@@ -192,7 +182,9 @@ def _jobs(reg, args: argparse.Namespace, actor: str) -> None:
             t.add_row(str(j.id), j.job_name, j.job_type, j.status, _when(j.created_at), _job_summary(j)[:80])
         console.print(t)
     elif args.verb == "show":
-        console.print_json(json.dumps(job_fields(reg.job(args.id)), default=str))
+        from treum.registry.jobs import job_dict
+
+        console.print_json(json.dumps(job_dict(reg.job(args.id)), default=str))
     elif args.verb == "cancel":
         job = reg.cancel_job(args.id, actor, args.reason or "")
         console.print(f"cancelled {job.job_name} ({job.id}); a search stops its trials at their next block")

@@ -485,13 +485,14 @@ def search(cfg: DictConfig, plugins: Any, overrides: list[str], run_dir: Path, h
                         "searches on the bars before a walk-forward's test segment (panel tasks)")
                 features_cfg = to_dict(cfg.features)
                 split, panel, frame, folds = build_search(prep, hpo, plugins, features_cfg)
+                env = worker_env()
                 searched_features = any(d.root == "features" for d in dims)
                 ctx = TrialContext(spec.name, model_values, prep.task.config_dict(), features_cfg, frame,
                                    panel if (searched_features or prep.labels_as_of is not None) else None, folds,
                                    "sequential" in spec.capabilities, prep.labels_as_of is not None,
                                    prep.task.spec.primary_metric, prep.task.spec.higher_is_better, hpo.resources.cpu,
-                                   prep.eval_cfg.seed, worker_env())
-                started_ray = start_ray(settings, worker_env())
+                                   prep.eval_cfg.seed, env)
+                started_ray = start_ray(settings, env)
                 import ray
 
                 resources, where = trial_resources(hpo, ray.cluster_resources())

@@ -44,6 +44,19 @@ FINISHED = ("completed", "failed", "cancelled")
 TRACEBACK_CHARS = 20000
 
 
+def job_dict(job: MLTrainingJob, brief: bool = False) -> dict[str, Any]:
+    """A training job as the CLI and the API show it (``brief``: without its configs)."""
+    training = job.training_config or {}
+    out = {"id": str(job.id), "name": job.job_name, "type": job.job_type, "status": job.status,
+           "created_at": job.created_at, "started_at": job.started_at, "completed_at": job.completed_at,
+           "final_metrics": job.final_metrics, "model_id": str(job.model_id) if job.model_id else None,
+           "error_message": job.error_message, "search": training.get("search"), "role": training.get("role")}
+    if not brief:
+        out.update({"model_config": job.model_config, "training_config": job.training_config,
+                    "dataset_config": job.dataset_config, "compute_resources": job.compute_resources})
+    return out
+
+
 def describe(exc: BaseException) -> str:
     """``ValueError: boom``, or the type alone when the exception has no message."""
     text = str(exc)

@@ -26,6 +26,7 @@ from fastapi import Depends, FastAPI, Query
 from pydantic import Field
 
 from treum.core.errors import TreumError
+from treum.registry.jobs import job_dict
 from treum.serve.bars import RequestError
 from treum.serve.schemas import Strict
 
@@ -57,18 +58,6 @@ class CancelRequest(Strict):
     reason: str | None = Field(None, max_length=500)
 
 
-def _job_out(job, brief: bool = False) -> dict[str, Any]:
-    out = {"id": str(job.id), "name": job.job_name, "type": job.job_type, "status": job.status,
-           "created_at": job.created_at, "started_at": job.started_at, "completed_at": job.completed_at,
-           "final_metrics": job.final_metrics, "model_id": str(job.model_id) if job.model_id else None,
-           "error_message": job.error_message,
-           "search": (job.training_config or {}).get("search"), "role": (job.training_config or {}).get("role")}
-    if not brief:
-        out.update({"model_config": job.model_config, "training_config": job.training_config,
-                    "dataset_config": job.dataset_config, "compute_resources": job.compute_resources})
-    return out
-
-
 def _search_out(reg, job) -> dict[str, Any]:
     """A search with its best trial: the one it chose when it ended, else the best full trial so far."""
     summary = job.final_metrics or {}
@@ -89,7 +78,7 @@ def _search_out(reg, job) -> dict[str, Any]:
     for t in trials:
         counts[t.status] = counts.get(t.status, 0) + 1
     return {
-        "search": _job_out(job, brief=True), "hpo": (job.training_config or {}).get("hpo"),
+        "search": job_dict(job, brief=True), "hpo": (job.training_config or {}).get("hpo"),
         "model": (job.model_config or {}).get("name"), "data": (job.dataset_config or {}).get("name"),
         "trials": len(trials), "trial_status": counts,
         "best_trial": None if best is None else {
@@ -258,14 +247,14 @@ def add_job_routes(app: FastAPI, prefix: str, require, service) -> None:
                   limit: int = Query(50, ge=1, le=500),
                   _: str = Depends(require("train")), svc=Depends(service)) -> list[dict[str, Any]]:
         rows = svc.registry.jobs(limit, job_type=type, status=status, search=search)
-        return [_job_out(reconcile(svc.registry, j), brief=True) for j in rows]
+        return [job_dict(reconcile(svc.registry, j), brief=True) for j in rows]
 
     @app.get(f"{prefix}/training/jobs/{{job_id}}", tags=["training"], responses=ERRORS)
     def show_job(job_id: uuid.UUID, _: str = Depends(require("train")), svc=Depends(service)) -> dict[str, Any]:
         job = reconcile(svc.registry, svc.registry.job(job_id))
-        out = _job_out(job)
+        out = job_dict(job)
         if (job.training_config or {}).get("role") == "search":
-            out["trials"] = [_job_out(t, brief=True) for t in svc.registry.jobs(1000, search=job.id)]
+            out["trials"] = [job_dict(t, brief=True) for t in svc.registry.jobs(1000, search=job.id)]
         return out
 
     @app.post(f"{prefix}/training/jobs/{{job_id}}/cancel", tags=["training"], responses=ERRORS)
@@ -275,7 +264,7 @@ def add_job_routes(app: FastAPI, prefix: str, require, service) -> None:
         reason = (body.reason if body else None) or "cancelled over the API"
         job = await asyncio.to_thread(svc.registry.cancel_job, job_id, actor, reason)
         killed = await asyncio.to_thread(kill, str(job_id))
-        return {**_job_out(job, brief=True), "actor_killed": killed}
+        return {**job_dict(job, brief=True), "actor_killed": killed}
 
     @app.post(f"{prefix}/optimization/hyperparameters", tags=["training"], status_code=202, responses=ERRORS)
     async def start_search(body: SearchRequest, actor: str = Depends(require("train")),

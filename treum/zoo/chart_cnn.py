@@ -561,25 +561,15 @@ class ChartCNNRank(ChartCNN):
 
 _CAPS = frozenset({"probabilistic", "multi_asset", "gpu", "online_update", "sequential"})
 
-ChartCNN.spec = ModelSpec(
-    name="chart_cnn",
-    family="convolutional_network",
-    task="direction",
-    capabilities=_CAPS,
-    config_cls=ChartCNNConfig,
-    factory=ChartCNN,
-    description="CNN (timm, from random weights) on OHLC chart images of the last bars, P(up) (Jiang, Kelly, Xiu)",
-)
+def _spec(name: str, task: str, factory: type, what: str) -> ModelSpec:
+    return ModelSpec(name=name, family="convolutional_network", task=task, capabilities=_CAPS,
+                     config_cls=ChartCNNConfig, factory=factory,
+                     description=f"CNN (timm, from random weights) on {what}")
 
-ChartCNNRank.spec = ModelSpec(
-    name="chart_cnn_rank",
-    family="convolutional_network",
-    task="cross_section",
-    capabilities=_CAPS,
-    config_cls=ChartCNNConfig,
-    factory=ChartCNNRank,
-    description="CNN (timm, from random weights) on chart images, P(beats the day's median) as the rank score",
-)
+
+ChartCNN.spec = _spec("chart_cnn", "direction", ChartCNN, "OHLC chart images of the last bars, P(up) (Jiang, Kelly, Xiu)")
+ChartCNNRank.spec = _spec("chart_cnn_rank", "cross_section", ChartCNNRank,
+                          "chart images, P(beats the day's median) as the rank score")
 
 
 @hookimpl
