@@ -24,12 +24,12 @@ RUN_COMMANDS = {
 }
 
 
-BUILTIN_COMMANDS = ("registry", "plugins", "data", "serve", "demo")
+BUILTIN_COMMANDS = ("registry", "plugins", "data", "serve", "report", "demo")
 
 
 def build_parser(plugin_registry: object = None) -> argparse.ArgumentParser:
     """The parser of the management commands, and of the plugins' commands when ``plugin_registry`` is given."""
-    from treum.commands import data, plugins, registry, serve
+    from treum.commands import data, plugins, registry, report, serve
 
     p = argparse.ArgumentParser(
         prog="treum",
@@ -44,6 +44,7 @@ def build_parser(plugin_registry: object = None) -> argparse.ArgumentParser:
     plugins.add_parser(sub)
     data.add_parser(sub)
     serve.add_parser(sub)
+    report.add_parser(sub)
     sub.add_parser("demo", help="train and evaluate the zoo on packaged data, register, print leaderboards, serve")
     if plugin_registry is not None:
         _add_plugin_commands(sub, plugin_registry)

@@ -48,6 +48,9 @@ from treum.core.task import Task, build_task
 from treum.registry.store import Registry
 
 
+OOS_FILE = "oos.parquet"  # the walk-forward's out-of-sample rows, inside a registered artifact's evaluation/
+
+
 @dataclass
 class Prepared:
     """A data set made ready for one task: raw columns, ``f_*`` features and the task's ``target*`` labels."""
@@ -202,8 +205,14 @@ def leaderboard_frame(prep: Prepared, models: dict[str, EvaluationResult],
 
 
 def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, metrics: dict, validated: bool,
-                   baseline_metrics: dict, job_id: Any, run_dir: Path, actor: str, extra: dict | None = None) -> Any:
-    """Fit on everything labelled up to the end of the test segment (every text of a corpus), save, register."""
+                   baseline_metrics: dict, job_id: Any, run_dir: Path, actor: str, extra: dict | None = None,
+                   oos: pd.DataFrame | None = None) -> Any:
+    """Fit on everything labelled up to the end of the test segment (every text of a corpus), save, register.
+
+    ``oos``, the walk-forward's out-of-sample predictions with their labels, is kept inside the artifact
+    (``evaluation/oos.parquet``, under the manifest's hashes): the release report measures conformal
+    coverage and fairness on these rows, which no fit of the version saw.
+    """
     if prep.row_folds is not None:
         rows = prep.task.final_rows(prep.frame, prep.eval_cfg.seed)
         train, valid = prep.frame.iloc[rows.train], prep.frame.iloc[rows.valid] if rows.valid is not None else None
@@ -222,6 +231,10 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
     started = datetime.now()
     model = build_model(spec, config, prep.task).fit(train, valid)
     with tempfile.TemporaryDirectory() as tmp:
+        if oos is not None:
+            keep = [c for c in oos.columns if c in prep.task.prediction_columns() or c == "fold" or str(c).startswith("target")]
+            (Path(tmp) / "model" / "evaluation").mkdir(parents=True)
+            oos[keep].to_parquet(Path(tmp) / "model" / "evaluation" / OOS_FILE)
         model.save(Path(tmp) / "model")
         return registry.register(
             name=spec.name,
@@ -343,7 +356,7 @@ def _evaluate_and_register(cfg, plugins, names, configs, jobs, prep, overrides, 
                         validated = prep.task.beats(res.metrics, list(baseline_metrics.values()))
                         entry = register_model(registry, spec, configs[name], prep, res.metrics, validated,
                                                baseline_metrics, jobs[name].id, outcome.run_dir, actor,
-                                               outcome.metadata)
+                                               outcome.metadata, oos=res.predictions)
                         outcome.registered.append({"name": name, "version": entry.model_version, "id": str(entry.id),
                                                    "status": entry.deployment_status, "sha256": entry.artifact_sha256})
             except Exception as exc:

@@ -30,8 +30,6 @@ _Hook = TypeVar("_Hook", bound=Callable)
 # (tests/test_hooks_meta.py) fail when a listed hook gets a consumer, so the
 # entry is removed when that feature lands.
 WAITING: dict[str, str] = {
-    "treum_explainers": "release reports (treum report), issue 12",
-    "treum_fairness_checks": "release reports (treum report): fairness over user segments",
     "treum_monitors": "serving monitors: drift and live-metric alerts with retraining jobs",
 }
 

@@ -23,6 +23,8 @@ CAPABILITIES = frozenset(
         "uses_features",  # consumes the feature set's columns (otherwise raw prices/returns)
         "cross_sectional",  # its answer for one entity depends on the other entities' bars that day (weights,
         # ranks): serving reads every entity it was fitted on, never one instrument's bars alone
+        "tree",  # exposes tree_model(), a native tree ensemble (LightGBM Booster) that SHAP's TreeExplainer
+        # reads: exactly the trees predict uses, so SHAP values add up to its raw score
     }
 )
 
@@ -167,25 +169,66 @@ class FeatureSetSpec:
     description: str
     compute: Callable[[Any, Any], Any]
     columns: tuple[str, ...] = ()
+    # columns a person cannot change (a user's age band, an instrument's asset class): counterfactuals keep them
+    immutable: tuple[str, ...] = ()
+
+
+EXPLAINER_SCOPES = frozenset({"local", "global"})
 
 
 @dataclass(frozen=True)
 class ExplainerSpec:
-    """An explainer: ``explain(model, data, config) -> dict``; ``requires`` lists capabilities."""
+    """An explainer: ``explain(target, rows, config) -> dict``, a JSON-serialisable result.
+
+    ``target`` is a ``treum.core.explain.ExplainTarget`` (the fitted model, its task, background
+    rows of its input, labelled held-out rows if any); ``rows`` are input rows to explain (None
+    when a ``global`` explainer is given none); ``config`` is ``defaults`` completed with the
+    caller's values (``treum.core.explain.explain`` refuses a key ``defaults`` lacks, so every
+    key an explainer reads is listed there with its default). The result holds plain floats,
+    lists and strings and says its ``method``; the caller adds ``explainer``, ``model``, ``output``.
+
+    ``requires``: capabilities the model must have; ``excludes``: capabilities it must not have
+    (an explainer that perturbs rows excludes ``sequential`` models). They are checked against
+    the model's spec, never its class. ``scope``: ``"local"`` explains the given rows,
+    ``"global"`` explains the model over data (rows optional).
+    """
 
     name: str
     description: str
     explain: Callable[..., Any]
     requires: frozenset[str] = field(default_factory=frozenset)
+    excludes: frozenset[str] = field(default_factory=frozenset)
+    scope: str = "local"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scope not in EXPLAINER_SCOPES:
+            raise ValueError(f"explainer '{self.name}': scope must be one of {sorted(EXPLAINER_SCOPES)}, "
+                             f"got {self.scope!r}")
+        unknown = (set(self.requires) | set(self.excludes)) - CAPABILITIES
+        if unknown:
+            raise ValueError(f"explainer '{self.name}': unknown capabilities {sorted(unknown)} "
+                             f"(known: {sorted(CAPABILITIES)})")
+        both = set(self.requires) & set(self.excludes)
+        if both:
+            raise ValueError(f"explainer '{self.name}' both requires and excludes {sorted(both)}")
 
 
 @dataclass(frozen=True)
 class FairnessCheckSpec:
-    """A fairness check: ``check(predictions, outcomes, segments, config) -> dict``."""
+    """A fairness check: ``check(decisions, segments, config) -> dict``.
+
+    ``decisions`` comes from the task (``Task.decisions``): per out-of-sample row, ``selected`` (the
+    model recommended it), ``positive`` (the outcome the decision is for) and ``quality`` (a per-query
+    figure such as NDCG, on one row per query); ``segments`` holds the rows' user segments. ``config``
+    is an instance of ``config_cls`` (thresholds from ``conf/fairness/<name>.yaml``). The result is a
+    JSON-serialisable dict with ``checks`` (one pass or fail per check and segment) and ``by_group``.
+    """
 
     name: str
     description: str
     check: Callable[..., Any]
+    config_cls: type | None = None
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,21 @@ class Task:
         """Columns of ``model_performance_metrics`` from the walk-forward metrics."""
         return {"total_predictions": int(metrics.get("n", 0) or 0)}
 
+    def calibration_target(self) -> tuple[str, str] | None:
+        """(label column, kind) that the first prediction column estimates, for conformal prediction:
+        kind ``"probability"`` (the output is P(label = 1)) or ``"value"`` (it estimates the label);
+        None when the output is not calibrated to any label (a ranking score)."""
+        return None
+
+    def decisions(self, oos: pd.DataFrame) -> pd.DataFrame | None:
+        """What the model decided about people on out-of-sample rows, for the fairness checks; None: it decides nothing.
+
+        A task whose predictions are recommendations to users returns, on ``oos``'s index, ``selected``
+        (1: recommended), ``positive`` (1: the outcome the recommendation is for happened) and ``quality``
+        (a per-query figure such as NDCG on one row of each query, NaN elsewhere).
+        """
+        return None
+
     # serving -----------------------------------------------------------------
     def label(self, values: Mapping[str, float]) -> str | None:
         """The class a served answer shows (``up``, ``bear``), or None for a number only."""

@@ -329,6 +329,21 @@ class AuditLog(Base):
     row_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class ReleaseReport(Base):
+    """A release's report (``treum report release=<tag>``): the JSON document of every deployed model's card,
+    explanations, fairness and audit excerpt, and the SHA-256 of the HTML page rendered from it."""
+
+    __tablename__ = "release_reports"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    release: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+    models: Mapped[list[Any]] = mapped_column(JSONType)  # [{"name", "version", "id"}] of the deployed versions
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    html_sha256: Mapped[str] = mapped_column(String(64))
+
+
 class ApiKey(Base):
     """Hashed API keys with scopes (``treum.registry.keys``); a key past ``expires_at`` is refused."""
 

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from treum.core.errors import NotFoundError, RegistryError, did_you_mean
-from treum.registry import audit, checkpoints, experiments, jobs, keys, outcomes, retention
+from treum.registry import audit, checkpoints, experiments, jobs, keys, outcomes, releases, retention
 from treum.registry.artifacts import ArtifactStore
 from treum.registry.jobs import JobBatch, JobHandle
 from treum.registry.keys import SCOPES, ApiKeyInfo, ApiKeyRecord, key_allows
@@ -45,6 +45,7 @@ from treum.registry.schema import (
     ModelDeployment,
     ModelExperiment,
     ModelPerformanceMetric,
+    ReleaseReport,
     utcnow,
 )
 from treum.registry.values import PERFORMANCE_COLUMNS, as_uuid, clean_json, clean_number, performance_row
@@ -615,6 +616,28 @@ class Registry:
         """``{"id", "name", "status", "arms": {arm: {model_id, predictions, outcomes, hits, hit_rate}}}``."""
         with self.sessions() as s:
             return experiments.results(s, experiment_id)
+
+    # release reports --------------------------------------------------------
+    def record_release(self, tag: str, document: dict[str, Any], models: list[dict[str, Any]], html_sha256: str,
+                       actor: str = "cli") -> ReleaseReport:
+        """Keep a release's report (``treum report``) with an audit row; a tag is reported once (RegistryError)."""
+        with self.transaction() as s:
+            return releases.record(s, tag, document, models, html_sha256, actor)
+
+    def release(self, tag: str) -> ReleaseReport:
+        """The report of release ``tag`` (NotFoundError naming recent tags)."""
+        with self.sessions() as s:
+            return releases.get(s, tag)
+
+    def releases(self) -> list[ReleaseReport]:
+        """Every release report, newest first."""
+        with self.sessions() as s:
+            return releases.listing(s)
+
+    def deployment_history(self, names: list[str], limit: int = 50) -> list[ModelDeployment]:
+        """Newest first: the deploys, rollbacks and undeploys of ``names``."""
+        with self.sessions() as s:
+            return releases.deployment_history(s, names, limit)
 
     # audit ----------------------------------------------------------------
     @property

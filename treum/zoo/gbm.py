@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +76,10 @@ class GBMDirection(FeatureModel):
         return predict_rows(data, self.features_, lambda x: self.booster_.predict(x, num_iteration=best),
                             self.prediction)
 
+    def tree_model(self) -> Any:
+        """The fitted LightGBM Booster (capability ``tree``): exactly the trees predict uses, for SHAP's TreeExplainer."""
+        return self.booster_
+
     def feature_importance(self) -> pd.Series:
         gain = self.booster_.feature_importance(importance_type="gain")
         return pd.Series(gain / max(gain.sum(), 1e-12), index=self.features_).sort_values(ascending=False)
@@ -95,7 +99,7 @@ GBMDirection.spec = ModelSpec(
     name="gbm_direction",
     family="gradient_boosting",
     task="direction",
-    capabilities=frozenset({"probabilistic", "multi_asset", "native_importance", "uses_features"}),
+    capabilities=frozenset({"probabilistic", "multi_asset", "native_importance", "uses_features", "tree"}),
     config_cls=GBMDirectionConfig,
     factory=GBMDirection,
     description="LightGBM classifier of next-bar direction on the technical features",

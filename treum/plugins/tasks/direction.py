@@ -100,6 +100,9 @@ class Direction(Task):
     def column_ranges(self) -> dict[str, tuple[float, float]]:
         return {"p_up": (0.0, 1.0)}
 
+    def calibration_target(self) -> tuple[str, str]:
+        return ("target", "probability")
+
     def score(self, oos: pd.DataFrame, n_boot: int, seed: int) -> dict[str, float]:
         sub = oos[oos["target"].notna() & oos["p_up"].notna()]
         return direction_metrics(sub["target"], sub["p_up"], sub["target_return"], n_boot, seed)

@@ -1,0 +1,62 @@
+"""Queries of rows that rank items for a user: the entity ``<user>:<item>`` names both.
+
+A query is one user on one day; its rows are the items the user was shown. Tasks that
+rank or recommend items (and their models) read the pair from the entity, so nothing
+outside a data set decides how users and items are written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+QUERY_SEP = ":"
+
+
+def split_entity(index: pd.MultiIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item) per row of a (timestamp, ``user:item``) index; a clear error for an entity without both."""
+    entity = pd.Index(index.get_level_values("entity").astype(str))
+    parts = entity.str.split(QUERY_SEP, n=1)
+    ok = parts.str.len().to_numpy() == 2
+    if not ok.all():
+        bad = entity[~ok][0]
+        raise ValueError(f"rows of users and items are (timestamp, '<user>{QUERY_SEP}<item>'); "
+                         f"entity {bad!r} has no '{QUERY_SEP}'")
+    return parts.str[0].to_numpy(dtype=object), parts.str[1].to_numpy(dtype=object)
+
+
+def query_keys(index: pd.MultiIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(query id per row: its day and user, item per row)."""
+    user, item = split_entity(index)
+    day = index.get_level_values("timestamp").asi8
+    query = pd.factorize(pd.MultiIndex.from_arrays([day, user]))[0]
+    return query, item
+
+
+def query_metrics(frame: pd.DataFrame, score: str = "score", k: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Per query (indexed by day and user) with a relevant item: NDCG@k, hit@1 and the reciprocal rank of the
+    first relevant item (gain ``2^rel - 1``).
+
+    Ties in ``score`` are broken by a seeded shuffle, so a constant score earns a random order's figure.
+    """
+    sub = frame[[score, "target"]].dropna()
+    user, _ = split_entity(sub.index)
+    day = sub.index.get_level_values("timestamp")
+    rng = np.random.default_rng(seed)
+    d = pd.DataFrame({"q": pd.factorize(pd.MultiIndex.from_arrays([day, user]))[0], "day": day, "user": user,
+                      "s": sub[score].to_numpy(float), "rel": sub["target"].to_numpy(float),
+                      "tie": rng.random(len(sub))})
+    d = d.sort_values(["q", "s", "tie"], ascending=[True, False, True], kind="mergesort")
+    d["rank"] = d.groupby("q").cumcount() + 1
+    d["dcg"] = np.where(d["rank"] <= k, (2.0 ** d["rel"] - 1.0) / np.log2(d["rank"] + 1.0), 0.0)
+    best = d.sort_values(["q", "rel"], ascending=[True, False], kind="mergesort")
+    best_rank = best.groupby("q").cumcount() + 1
+    best_dcg = np.where(best_rank <= k, (2.0 ** best["rel"] - 1.0) / np.log2(best_rank + 1.0), 0.0)
+    idcg = pd.Series(best_dcg, index=best.index).groupby(best["q"]).sum()
+    g = d.groupby("q")
+    out = pd.DataFrame({"day": g["day"].first(), "user": g["user"].first(), "dcg": g["dcg"].sum(), "idcg": idcg})
+    out["rr"] = 1.0 / d[d["rel"] > 0].groupby("q")["rank"].min().reindex(out.index)
+    out["hit1"] = (d[d["rank"] == 1].set_index("q")["rel"] > 0).astype(float).reindex(out.index)
+    out = out[out["idcg"] > 0]  # a query where nothing was followed has no ideal order to approach
+    out["ndcg"] = out["dcg"] / out["idcg"]
+    return out.set_index(["day", "user"], drop=False)[["day", "user", "ndcg", "hit1", "rr"]].rename_axis(["q_day", "q_user"])
