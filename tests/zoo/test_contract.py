@@ -46,7 +46,7 @@ def test_multi_asset_is_checked_for_every_model_that_declares_it():
     for task in {_REG.model(m).task for m in declared}:  # a panel beside the example, or an example that is one
         ex = _REG.task(task).example
         if not ex.panel:
-            data = _REG.dataset(ex.data).load({"start": ex.start, "end": ex.end})
+            data = _REG.dataset(ex.data).load(ex.load_config())
             assert data.index.get_level_values("entity").nunique() > 1, f"task {task}: no multi-entity example"
 
 

@@ -62,7 +62,7 @@ def example_frame(plugins: Any, spec: Any, panel: bool = False) -> pd.DataFrame:
 
         corpus = plugins.dataset(ex.data).load({})
         return corpus_inputs(corpus).join(task_of(plugins, spec).make_targets(corpus))
-    data = plugins.dataset(ex.panel if panel else ex.data).load({"start": ex.start, "end": ex.end})
+    data = plugins.dataset(ex.panel if panel else ex.data).load(ex.load_config())
     if panel and ex.entities:
         data = data[data.index.get_level_values("entity").isin(ex.entities)]
     feats = plugins.feature_set(ex.features).compute(data, {})

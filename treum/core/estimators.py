@@ -14,14 +14,14 @@ from treum.core.errors import TreumError
 from treum.core.model import Model, feature_columns
 
 
-def xy(data: pd.DataFrame, columns: list[str], target: str = "target") -> tuple[np.ndarray, np.ndarray]:
-    """Rows with every column and the target present, as arrays."""
+def xy(data: pd.DataFrame, columns: list[str], target: str = "target", dtype: type = int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with every column and the target present, as arrays (the target as ``dtype``: classes by default)."""
     if target not in data.columns:
         raise TreumError(f"the training data has no '{target}' column; was it built for this model's task?")
     sub = data[columns + [target]].dropna()
     if len(sub) == 0:
         raise TreumError(f"no training rows have all of {columns[:5]}... and '{target}'")
-    return sub[columns].to_numpy(dtype=float), sub[target].to_numpy(dtype=int)
+    return sub[columns].to_numpy(dtype=float), sub[target].to_numpy(dtype=dtype)
 
 
 def x_rows(data: pd.DataFrame, columns: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -45,13 +45,13 @@ class FeatureModel(Model):
 
     features_: list[str]
 
-    def feature_matrix(self, data: pd.DataFrame, target: str = "target") -> tuple[np.ndarray, np.ndarray]:
+    def feature_matrix(self, data: pd.DataFrame, target: str = "target", dtype: type = int) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of the rows with every feature and the target present; fixes ``features_`` on first use."""
         if not getattr(self, "features_", None):
             self.features_ = feature_columns(data)
             if not self.features_:
                 raise TreumError(f"model '{self.spec.name}' uses features, but the data has no f_* columns")
-        return xy(data, self.features_, target)
+        return xy(data, self.features_, target, dtype)
 
     def save_features(self, directory: Path) -> None:
         (directory / "features.json").write_text(json.dumps(self.features_))

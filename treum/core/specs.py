@@ -77,7 +77,8 @@ class TaskExample:
     ``data`` is a registered data set, ``start``/``end`` bound it, ``config`` overrides the
     task's config. ``panel``/``entities`` name a data set with several entities, on which
     every model that declares ``multi_asset`` is checked. ``features`` is the feature set
-    the example is computed with (a task whose models read other features names its own).
+    the example is computed with (a task whose models read other features names its own);
+    ``data_config`` sets more of the data set's config (a simulator's number of users).
     """
 
     data: str
@@ -87,6 +88,11 @@ class TaskExample:
     panel: str | None = None
     entities: tuple[str, ...] = ()
     features: str = "technical"
+    data_config: Mapping[str, Any] = field(default_factory=dict)  # more of the data set's config (a simulator's size)
+
+    def load_config(self) -> dict[str, Any]:
+        """The data set's config for the example: its bounds and ``data_config``."""
+        return {**self.data_config, "start": self.start, "end": self.end}
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,56 @@ def _taste(users: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     return own[:, cls]
 
 
+@dataclass
+class World:
+    """The fixed parts of a simulation: users, signals' edges and confidences, and every user x signal term."""
+
+    users: pd.DataFrame
+    days: pd.DatetimeIndex
+    edge: np.ndarray  # days x signals, % per trade
+    confidence: np.ndarray  # days x signals, published
+    offered: np.ndarray  # users x signals
+    base: np.ndarray  # users x signals: the follow utility's fixed part (taste, risk and horizon gaps)
+    skill: np.ndarray
+    noise: np.ndarray
+    attention: np.ndarray
+    slippage: np.ndarray  # per user, % per trade
+    risk_sd: np.ndarray  # per signal, % per trade
+
+    def p_follow(self, users: np.ndarray, t: int, last_result: np.ndarray | float = 0.0) -> np.ndarray:
+        """users x signals: the chance each user follows each signal on day t (logistic noise of their scale)."""
+        det = self.base[users] + self.skill[users, None] * self.confidence[t][None, :] + 0.6 * last_result
+        return 1.0 / (1.0 + np.exp(-det / self.noise[users, None]))
+
+    def p_win(self, users: np.ndarray, t: int) -> np.ndarray:
+        """users x signals: the chance a follow on day t pays after the user's slippage."""
+        from scipy.stats import norm
+
+        return norm.cdf((self.edge[t][None, :] - self.slippage[users, None]) / self.risk_sd[None, :])
+
+
+def make_world(cfg: UserSimConfig, rng: np.random.Generator) -> World:
+    """Draw the users, the signals' paths and the tastes (in this order, so a seed always gives the same world)."""
+    users = make_users(cfg.n_users, rng)
+    days = pd.bdate_range(cfg.first_day, periods=cfg.n_days)
+    edge, confidence = signal_edges(cfg.n_days, rng)
+    taste = _taste(users, rng)
+    risk_level = np.array([s[1] for s in SIGNALS.values()], dtype=float)
+    holding = np.array([s[2] for s in SIGNALS.values()], dtype=float)
+    # the user's appetite on the signals' 0-3 risk scale, and their holding period in bars
+    appetite = 1.5 + 1.1 * (users["_risk"].to_numpy() - users["_risk"].mean()) / users["_risk"].std()
+    user_hold = np.asarray([1.0, 5.0, 21.0])[[HORIZONS.index(h) for h in users["horizon"]]]
+    novice = (users["experience"] == "novice").to_numpy()
+    base = (-1.6 + taste - 0.9 * np.abs(risk_level[None, :] - appetite[:, None])
+            - 0.5 * np.abs(np.log(holding[None, :]) - np.log(user_hold[:, None])))
+    return World(
+        users=users, days=days, edge=edge, confidence=confidence, offered=offer_rules(users), base=base,
+        skill=users["_skill"].to_numpy(), noise=users["_noise"].to_numpy(), attention=users["_attention"].to_numpy(),
+        slippage=0.05 + 0.10 * novice + 0.05 * (users["account_size"] == "small").to_numpy(),
+        risk_sd=np.array([0.4, 0.8, 1.5, 2.5])[risk_level.astype(int)],
+    )
+
+
 def simulate(cfg: UserSimConfig) -> pd.DataFrame:
     """Rows of (day, user, signal) for every signal an active user saw, with their profile and feedback.
 
@@ -165,28 +215,16 @@ def simulate(cfg: UserSimConfig) -> pd.DataFrame:
     ``target_followed`` (0/1) and ``target_outcome`` (the trade's return in %, NaN when not followed).
     """
     rng = np.random.default_rng(cfg.seed)
-    users = make_users(cfg.n_users, rng)
-    days = pd.bdate_range(cfg.first_day, periods=cfg.n_days)
-    edge, confidence = signal_edges(cfg.n_days, rng)
-    taste = _taste(users, rng)
+    w = make_world(cfg, rng)
+    users, days, edge, confidence = w.users, w.days, w.edge, w.confidence
     names = list(SIGNALS)
     risk_level = np.array([s[1] for s in SIGNALS.values()], dtype=float)
     holding = np.array([s[2] for s in SIGNALS.values()], dtype=float)
-    # the user's appetite on the signals' 0-3 risk scale, and their holding period in bars
-    appetite = 1.5 + 1.1 * (users["_risk"].to_numpy() - users["_risk"].mean()) / users["_risk"].std()
-    user_hold = np.asarray([1.0, 5.0, 21.0])[[HORIZONS.index(h) for h in users["horizon"]]]
-    skill, noise = users["_skill"].to_numpy(), users["_noise"].to_numpy()
-    attention = users["_attention"].to_numpy()
-    novice = (users["experience"] == "novice").to_numpy()
-    slippage = 0.05 + 0.10 * novice + 0.05 * (users["account_size"] == "small").to_numpy()
-    risk_sd = np.array([0.4, 0.8, 1.5, 2.5])[risk_level.astype(int)]
-
+    skill, noise, attention, slippage, risk_sd, offered, base = (w.skill, w.noise, w.attention, w.slippage,
+                                                                 w.risk_sd, w.offered, w.base)
     n_u, n_k = len(users), len(names)
     last_result = np.zeros((n_u, n_k))  # +1 last follow of this signal paid, -1 lost, 0 none yet (known only)
     pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (resolve day, users, signals, outcomes)
-    offered = offer_rules(users)
-    base = (-1.6 + taste - 0.9 * np.abs(risk_level[None, :] - appetite[:, None])
-            - 0.5 * np.abs(np.log(holding[None, :]) - np.log(user_hold[:, None])))
     parts = []
     for t in range(cfg.n_days):
         while pending and pending[0][0] <= t:  # outcomes known by day t
@@ -249,3 +287,56 @@ def describe(rows: pd.DataFrame) -> dict[str, Any]:
         out[seg] = {str(k): {"follow_rate": round(float(v["f"].mean()), 4), "win_rate": round(float(v["w"].mean()), 4)}
                     for k, v in g}
     return out
+
+
+def activity(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (day, user) of the simulation, active or not: what the user was offered and did that day.
+
+    Columns: the profile, ``active`` (opened the app), ``offered``, ``followed`` (counts), ``followed_risk``
+    (sum of the risk levels followed), ``followed_log_holding`` (sum of their log holding periods),
+    ``confidence_followed`` and ``confidence_offered`` (sums of the published confidence). A day's
+    actions are known at its close, so a feature at t may read them.
+    """
+    f = rows["target_followed"].to_numpy(float)
+    day_user = pd.MultiIndex.from_arrays([rows.index.get_level_values("timestamp"), rows["user"].to_numpy()],
+                                         names=("timestamp", "entity"))
+    parts = pd.DataFrame({
+        "offered": 1.0, "followed": f, "followed_risk": f * rows["risk_level"].to_numpy(float),
+        "followed_log_holding": f * np.log(rows["holding_bars"].to_numpy(float)),
+        "confidence_followed": f * rows["confidence"].to_numpy(float), "confidence_offered": rows["confidence"].to_numpy(float),
+    }, index=day_user)
+    daily = parts.groupby(level=["timestamp", "entity"]).sum()
+    days = pd.DatetimeIndex(np.unique(rows.index.get_level_values("timestamp")))
+    users = np.unique(rows["user"].to_numpy())
+    full = pd.MultiIndex.from_product([days, users], names=("timestamp", "entity"))
+    daily = daily.reindex(full, fill_value=0.0)
+    daily["active"] = (daily["offered"] > 0).astype(float)
+    profile = rows.drop_duplicates("user").set_index("user")[[*SEGMENTS, "account_usd"]]
+    out = daily.join(profile, on="entity")
+    out.insert(0, "user", out.index.get_level_values("entity").to_numpy(dtype=object))
+    return out
+
+
+BEHAVIOUR_INPUTS = ("active", "offered", "followed", "followed_risk", "followed_log_holding", "confidence_followed",
+                    "confidence_offered")
+
+
+def trailing_behaviour(panel: pd.DataFrame, window: int, min_follows: float = 3) -> pd.DataFrame:
+    """``f_b_*`` per (day, user) row of ``activity``: the last ``window`` bars up to and including t.
+
+    Active-day share, follows per offered signal, the mean risk level and log holding period of
+    what was followed, and the mean confidence of what was followed less that of what was offered;
+    the follow-based figures are NaN with fewer than ``min_follows`` follows in the window.
+    """
+    sums = panel[list(BEHAVIOUR_INPUTS)].groupby(level="entity", sort=False).rolling(window, min_periods=window).sum()
+    sums.index = sums.index.droplevel(0)
+    sums = sums.reindex(panel.index)
+    follows = sums["followed"].where(sums["followed"] >= min_follows)
+    offered = sums["offered"].replace(0, np.nan)
+    return pd.DataFrame({
+        "f_b_active_rate": sums["active"] / window,
+        "f_b_follow_rate": sums["followed"] / offered,
+        "f_b_follow_risk": sums["followed_risk"] / follows,
+        "f_b_follow_log_holding": sums["followed_log_holding"] / follows,
+        "f_b_skill_gap": sums["confidence_followed"] / follows - sums["confidence_offered"] / offered,
+    }, index=panel.index)

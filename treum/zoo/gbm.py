@@ -38,14 +38,16 @@ class GBMDirectionConfig:
 
 class GBMDirection(FeatureModel):
     prediction = "p_up"  # the column it answers in (subclasses of other tasks rename it)
+    objective = "binary"  # LightGBM's objective (a regression subclass sets "regression")
+    label_dtype: type = int  # the target's type for that objective
 
     def fit(self, data: pd.DataFrame, valid: pd.DataFrame | None = None) -> None:
         import lightgbm as lgb
 
         cfg = self.config
-        x, y = self.feature_matrix(data)
+        x, y = self.feature_matrix(data, dtype=self.label_dtype)
         params = {
-            "objective": "binary",
+            "objective": self.objective,
             "learning_rate": cfg.learning_rate,
             "num_leaves": cfg.num_leaves,
             "min_child_samples": cfg.min_child_samples,
@@ -64,7 +66,7 @@ class GBMDirection(FeatureModel):
         callbacks = []
         valid_sets = []
         if valid is not None and len(valid) and valid["target"].notna().any():
-            vx, vy = xy(valid, self.features_)
+            vx, vy = self.feature_matrix(valid, dtype=self.label_dtype)
             valid_sets = [lgb.Dataset(vx, vy, reference=train_set)]
             callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
         self.booster_ = lgb.train(

@@ -1,4 +1,5 @@
-"""Personalisation models of the ranking task: LightGBM lambdarank and personalised signal weighting.
+"""Personalisation models: LightGBM lambdarank and personalised signal weighting (ranking), and a LightGBM
+recommender (recommendation).
 
 Both read the ``personal`` feature set (a user's profile, the signal, both their histories known
 at t) and are trained and scored on SIMULATED users (``data=users_sim``).
@@ -15,7 +16,7 @@ from treum.core.estimators import FeatureModel
 from treum.core.hookspecs import hookimpl
 from treum.core.queries import query_keys, query_metrics
 from treum.core.specs import ModelSpec
-from treum.zoo.gbm import GBMDirection
+from treum.zoo.gbm import GBMDirection, GBMDirectionConfig
 
 
 @dataclass
@@ -79,6 +80,12 @@ class LambdaRank(GBMDirection):
                                   callbacks=callbacks)
 
     # predict, feature_importance, save_weights and load_weights: GBMDirection's, in column ``score``
+
+
+class GBMRecommender(GBMDirection):
+    """LightGBM classifier of a hit (the user follows the signal and it pays) on the personal features."""
+
+    prediction = "p_hit"
 
 
 # the history columns of the personal feature set that signal weighting reads
@@ -172,6 +179,18 @@ SignalWeighting.spec = ModelSpec(
 )
 
 
+GBMRecommender.spec = ModelSpec(
+    name="gbm_recommender",
+    family="gradient_boosting",
+    task="recommendation",
+    capabilities=frozenset({"probabilistic", "multi_asset", "native_importance", "uses_features", "tree"}),
+    config_cls=GBMDirectionConfig,
+    factory=GBMRecommender,
+    description="LightGBM classifier of P(a user follows the signal and it pays) on the personal features "
+                "(SIMULATED users)",
+)
+
+
 @hookimpl
 def treum_models() -> list[ModelSpec]:
-    return [LambdaRank.spec, SignalWeighting.spec]
+    return [LambdaRank.spec, SignalWeighting.spec, GBMRecommender.spec]

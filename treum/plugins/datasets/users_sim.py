@@ -16,19 +16,32 @@ from treum.core.config import build_config
 from treum.core.data import bounded, validate_panel
 from treum.core.hookspecs import hookimpl
 from treum.core.specs import DatasetSpec
-from treum.core.user_sim import UserSimConfig, simulate
+from treum.core.user_sim import UserSimConfig, activity, simulate
 
+CAVEAT = ("SIMULATED data: the users, their trades and their feedback come from treum's seeded simulator "
+          "(docs/data/users_sim.md), not from real people; figures show what the models recover from a known "
+          "generating process, not how real users behave")
 REQUIRED = ("user", "signal", "confidence", "target_followed", "target_outcome", "outcome_known_at")
+
+
+def _config(values: dict) -> UserSimConfig:
+    sim_keys = {k: values[k] for k in ("n_users", "n_days", "seed", "resolve_bars") if values.get(k) is not None}
+    if values.get("first_day"):
+        sim_keys["first_day"] = str(values["first_day"])
+    return build_config(UserSimConfig, sim_keys, "data")
 
 
 def load(cfg: Any) -> pd.DataFrame:
     """Simulate (seeded) and bound to the config's ``start``/``end``; each (day, user:signal) is one row."""
     values = dict(cfg or {})
-    sim_keys = {k: values[k] for k in ("n_users", "n_days", "seed", "resolve_bars") if values.get(k) is not None}
-    if values.get("first_day"):
-        sim_keys["first_day"] = str(values["first_day"])
-    sim = build_config(UserSimConfig, sim_keys, "data")
-    return validate_panel(bounded(simulate(sim), values), "users_sim (simulated)", required=REQUIRED)
+    return validate_panel(bounded(simulate(_config(values)), values), "users_sim (simulated)", required=REQUIRED)
+
+
+def load_activity(cfg: Any) -> pd.DataFrame:
+    """The same simulation as one row per (day, user): what each user was offered and did that day."""
+    values = dict(cfg or {})
+    return validate_panel(bounded(activity(simulate(_config(values))), values), "users_sim_activity (simulated)",
+                          required=("user", "active", "offered", "followed", "followed_risk"))
 
 
 @hookimpl
@@ -39,8 +52,13 @@ def treum_datasets() -> list[DatasetSpec]:
             "SIMULATED users x trading signals: profiles, daily follows and outcomes (seeded; no real people)",
             load,
             "treum.core.user_sim (seeded simulator)",
-            caveat="SIMULATED data: the users, their trades and their feedback come from treum's seeded simulator "
-                   "(docs/data/users_sim.md), not from real people; figures show what the models recover from "
-                   "a known generating process, not how real users behave",
-        )
+            caveat=CAVEAT,
+        ),
+        DatasetSpec(
+            "users_sim_activity",
+            "SIMULATED users' days: what each was offered and did, one row per (day, user) (seeded; no real people)",
+            load_activity,
+            "treum.core.user_sim (seeded simulator)",
+            caveat=CAVEAT,
+        ),
     ]

@@ -205,7 +205,7 @@ Ranking.spec = TaskSpec(
     higher_is_better=True,
     baselines=(Baseline("popularity", "popularity"), Baseline("random_order", "random_order")),
     headline=("ndcg_at_5", "hit_at_1", "mrr", "queries"),
-    example=TaskExample("users_sim", "2022-01-03", "2024-12-27", features="personal"),
+    example=TaskExample("users_sim", "2022-01-03", "2024-12-27", features="personal", data_config={"n_users": 40}),
     reference="popularity",
     data="users_sim",
     demo=("features=personal",),
