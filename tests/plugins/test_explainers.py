@@ -318,6 +318,21 @@ def test_conformal_sets_for_probabilities(example):
     assert all(set(r["set"]) <= {"up", "down"} for r in result["rows"])
 
 
+def test_conformal_reads_held_out_predictions_instead_of_refitting_ones():
+    """Rows the deployed fit has seen must be scored with predictions made without them (a walk-forward's)."""
+    frame = synthetic(2000)
+    rng = np.random.default_rng(1)
+    truth = 2.0 * frame["f_a"]
+    oos = truth + rng.normal(0, 1.0, len(frame))  # the folds' predictions: off by the noise the model did not see
+    labels = frame.assign(target_value=truth, held_out_prediction=oos)
+    model = TwiceA(NoConfig()).fit(frame)  # in sample it is exact: residuals 0, coverage 1 whatever qhat
+    target = ExplainTarget(model, ValueTask(NoConfig()), frame, labels=labels, target_column="target_value")
+    result = run("conformal", target, None, {"alpha": 0.1})
+    assert result["predictions"] == "the walk-forward's out-of-sample predictions"
+    assert result["qhat"] == pytest.approx(1.645, rel=0.1)  # the folds' errors, not the refit's zero residuals
+    assert abs(result["coverage"] - 0.9) < 0.05
+
+
 def test_conformal_needs_labelled_held_out_rows(toy):
     with pytest.raises(TreumError, match="labelled held-out rows"):
         run("conformal", toy.target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from treum.commands import run as stages
@@ -79,7 +80,23 @@ def run() -> int:
     console.print(f"registry: {registry.display_url}")
     console.print(f"deployed: {', '.join(deployed) or 'nothing'}")
     registry.close()
-    return serve_once(settings)
+    status = serve_once(settings)
+    _release_report(plugins)
+    return status
+
+
+def _release_report(plugins: Any) -> Path:
+    """The demo ends as a release does: the report of every deployed model (treum report release=...)."""
+    from datetime import datetime
+
+    from treum.commands.report import write_release
+
+    console.rule("[bold]release report")
+    registry = Registry()
+    try:
+        return write_release(registry, plugins, f"demo-{datetime.now():%Y%m%d-%H%M%S}", [], actor="demo")
+    finally:
+        registry.close()
 
 
 def serving_needs(registry: Registry, settings: ServeSettings, tasks: Mapping[str, Any],

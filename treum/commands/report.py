@@ -64,11 +64,29 @@ def main(args: argparse.Namespace) -> int:
         tag = releases[0].split("=", 1)[1]
         overrides = [w for w in words if not w.startswith("release=")]
         plugins = create_plugin_registry()
+        check_overrides(plugins, overrides)
         out = Path(args.out) if args.out else None
         write_release(registry, plugins, tag, overrides, out)
         return 0
     finally:
         registry.close()
+
+
+def check_overrides(plugins: Any, overrides: list[str]) -> None:
+    """Only ``fairness.<key>=<value>``, and only keys the fairness checks' configs have."""
+    import dataclasses
+
+    from treum.core.errors import did_you_mean
+
+    known = {f.name for spec in plugins.specs("fairness_checks").values() if spec.config_cls is not None
+             for f in dataclasses.fields(spec.config_cls)}
+    for word in overrides:
+        key = word.lstrip("+~").split("=", 1)[0]
+        if "=" not in word or not key.startswith("fairness."):
+            raise TreumError(f"treum report takes release=TAG and fairness.KEY=VALUE overrides, not {word!r}")
+        name = key.split(".", 1)[1]
+        if name not in known:
+            raise TreumError(f"fairness has no key '{name}'{did_you_mean(name, known)} (keys: {', '.join(sorted(known))})")
 
 
 def fairness_config(plugins: Any, name: str, overrides: list[str]) -> Any:
@@ -138,6 +156,7 @@ def write_release(registry: Any, plugins: Any, tag: str, overrides: list[str], o
 
 def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any]) -> dict[str, Any]:
     """One deployed model's card, metrics, explanations, uncertainty and fairness."""
+    from treum.serve.explain_target import version_frame
     from treum.serve.live import load_version, task_of
 
     meta = row.model_metadata or {}
@@ -161,7 +180,8 @@ def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any
             "limitations": _limitations(row, data_spec, wf, baselines, task_spec),
             "scheme": meta.get("evaluation") or "walk-forward, out of sample",
             "primary_metric": task_spec.primary_metric, "higher_is_better": task_spec.higher_is_better,
-            "validated": bool((row.custom_metrics or {}).get("validated", row.validation_accuracy is not None)),
+            # a deployed version's status before it went live: validated (beat its baselines) or registered (forced)
+            "validated": (meta.get("status_before_deploy") or row.deployment_status) == "validated",
         },
         "metrics": {"headline": list(task.headline()), "rows": [
             {"label": row.model_name, "kind": "model", "metrics": wf},
@@ -169,8 +189,10 @@ def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any
         "explanations": {}, "fairness": None, "drift": None,
     }
     model = load_version(registry, plugins, row.artifact_sha256, task)
+    if callable(getattr(model, "summary", None)):  # a model that describes itself (a clustering's clusters)
+        section["summary"] = model.summary()
     oos = _oos(registry, row.artifact_sha256)
-    frame = _frame(plugins, data_name, meta) if data_spec is not None else None
+    frame = version_frame(plugins, meta) if data_spec is not None else None
     section["explanations"] = explanations(plugins, model, task, frame, oos)
     decisions = task.decisions(oos) if oos is not None else None
     if decisions is not None and frame is not None:
@@ -185,7 +207,8 @@ def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any
 
 def explanations(plugins: Any, model: Any, task: Any, frame: pd.DataFrame | None, oos: pd.DataFrame | None) -> dict:
     """Every report explainer that applies to the model, each on the rows it needs; the others say why not."""
-    from treum.core.explain import ExplainTarget, applicable, explain
+    from treum.core.explain import applicable, explain
+    from treum.serve.explain_target import explain_target
 
     specs = plugins.specs("explainers")
     out: dict[str, Any] = {"skipped": {}}
@@ -193,17 +216,8 @@ def explanations(plugins: Any, model: Any, task: Any, frame: pd.DataFrame | None
     if frame is None:
         out["skipped"] = {n: "the version's data set is not installed here" for n in REPORT_EXPLAINERS}
         return out
-    recent = frame.iloc[-min(len(frame), 20_000):]
-    calibration = task.calibration_target()
-    labels = None
-    if calibration is not None and oos is not None:
-        labels = frame.drop(columns=[c for c in frame.columns if str(c).startswith("target")]).join(
-            oos[[calibration[0]]], how="inner")
-    try:
-        target = ExplainTarget(model, task, recent, labels=labels,
-                               target_column=calibration[0] if calibration else None,
-                               kind=calibration[1] if calibration else "value",
-                               immutable=_immutable(plugins, recent))
+    try:  # the same target as the explanation routes build (treum.serve.explain_target)
+        target = explain_target(plugins, model, task, frame, oos)
     except TreumError as exc:
         out["skipped"] = {n: str(exc) for n in REPORT_EXPLAINERS}
         return out
@@ -214,7 +228,7 @@ def explanations(plugins: Any, model: Any, task: Any, frame: pd.DataFrame | None
         if name not in usable:
             out["skipped"][name] = _why_not(name, model, specs)
             continue
-        if name == "conformal" and labels is None:
+        if name == "conformal" and target.labels is None:
             out["skipped"][name] = f"task '{task.name}' gives its output no calibrated label to cover"
             continue
         rows = target.background.iloc[-LOCAL_ROWS[name]:] if name in LOCAL_ROWS else None
@@ -232,14 +246,6 @@ def _why_not(name: str, model: Any, specs: dict) -> str:
     return "; ".join(capability_problems(spec.requires, spec.excludes, model.spec.capabilities))
 
 
-def _immutable(plugins: Any, frame: pd.DataFrame) -> list[str]:
-    """Features a counterfactual may not change: the profile's and the instrument's own (the feature sets say)."""
-    names: list[str] = []
-    for spec in plugins.specs("features").values():
-        names += [c for c in getattr(spec, "immutable", ()) if c in frame.columns]
-    return names
-
-
 def audit_excerpt(registry: Any, names: list[str]) -> list[dict[str, Any]]:
     """Who deployed what, when, why, forced or not: the deployment history of the release's models."""
     return [{"at": r.created_at.replace(tzinfo=timezone.utc).isoformat(timespec="seconds"), "actor": r.actor,
@@ -249,18 +255,10 @@ def audit_excerpt(registry: Any, names: list[str]) -> list[dict[str, Any]]:
 
 
 def _oos(registry: Any, sha256: str) -> pd.DataFrame | None:
-    from treum.commands.run import OOS_FILE
+    from treum.core.model import OOS_FILE
 
-    path = registry.artifacts.get(sha256) / "evaluation" / OOS_FILE
+    path = registry.artifacts.get(sha256) / OOS_FILE
     return pd.read_parquet(path) if path.is_file() else None
-
-
-def _frame(plugins: Any, data_name: str, meta: dict) -> pd.DataFrame:
-    panel = plugins.dataset(data_name).load({})
-    features = meta.get("features")
-    if features and features != "none":
-        panel = panel.join(plugins.feature_set(features).compute(panel, {}))
-    return panel
 
 
 def _limitations(row: Any, data_spec: Any, wf: dict, baselines: dict, task_spec: Any) -> list[str]:
@@ -292,7 +290,8 @@ def _list(registry: Any) -> int:
         fair = [m.get("fairness") for m in r.document.get("models", []) if m.get("fairness")]
         verdict = "" if not fair else ("  fairness: pass" if all(f.get("passed") for f in fair) else "  fairness: FAIL")
         models = ", ".join(f"{m['name']} v{m['version']}" for m in r.models)
-        console.print(f"{r.release}  {r.created_at:%Y-%m-%d %H:%M}  by {r.created_by}  [{models}]{verdict}")
+        console.print(f"{r.release}  {r.created_at:%Y-%m-%d %H:%M}  by {r.created_by}  [{models}]{verdict}",
+                      markup=False)
     return 0
 
 

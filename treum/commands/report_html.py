@@ -347,14 +347,28 @@ def _anchor(i: int, name: Any) -> str:
     return f"model-{i}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", fmt(name))
 
 
+def _summary(m: dict[str, Any]) -> str:
+    """What the model says of itself (``Model.summary()``: a clustering's clusters), when it says anything."""
+    summary = m.get("summary")
+    if not summary:
+        return ""
+    body = html.escape(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return f"<h3>What the model says of itself</h3><pre>{body}</pre>"
+
+
 def _model_section(i: int, m: dict[str, Any]) -> str:
     title = f"{esc(m.get('name'))} v{esc(m.get('version'))}"
-    parts = _card(m) + _metrics(m) + _explanations(m) + _fairness(m) + _drift(m)
+    parts = _card(m) + _summary(m) + _metrics(m) + _explanations(m) + _fairness(m) + _drift(m)
     return f'<section id="{_anchor(i, m.get("name"))}"><h2>{title}</h2>{parts}</section>'
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """The release report (the JSON twin) as one self-contained HTML page; reads, never mutates."""
+    """The release report (the JSON twin) as one self-contained HTML page; reads, never mutates.
+
+    The document's keys are sorted first: a registry on PostgreSQL (JSONB) gives them back in its own
+    order, and the same document must give the same page wherever it was stored.
+    """
+    report = json.loads(json.dumps(report, sort_keys=True, default=str))
     models, audit, notes = (report.get(k) or [] for k in ("models", "audit", "notes"))
     title = html.escape(f"treum release {fmt(report.get('release'))}")
     meta = (

@@ -42,13 +42,12 @@ from treum.core.evaluation import (
     make_folds,
     walk_forward,
 )
-from treum.core.model import Model, build_model
+from treum.core.model import OOS_FILE, Model, build_model
 from treum.core.plugins import PluginRegistry
 from treum.core.task import Task, build_task
 from treum.registry.store import Registry
 
 
-OOS_FILE = "oos.parquet"  # the walk-forward's out-of-sample rows, inside a registered artifact's evaluation/
 
 
 @dataclass
@@ -65,6 +64,7 @@ class Prepared:
     data_name: str
     features: str
     row_folds: list | None = None  # a corpus task's cross-validation folds (``Task.row_folds``), else None
+    data_config: dict = field(default_factory=dict)  # the data set's config (a simulator's size), kept with a version
 
     @property
     def label_columns(self) -> list[str]:
@@ -100,7 +100,7 @@ def prepare(cfg: DictConfig, plugins: PluginRegistry) -> Prepared:
     horizon = task.label_horizon()
     purge = eval_cfg.purge if eval_cfg.purge is not None else (horizon or 0)
     return Prepared(panel, frame, segments, task, eval_cfg, purge, data_version(panel), data_cfg["name"],
-                    str(cfg.features.name))
+                    str(cfg.features.name), data_config=data_cfg)
 
 
 def check_data_kind(plugins: PluginRegistry, task: str, data_spec: Any) -> None:
@@ -127,7 +127,7 @@ def _prepare_corpus(cfg: DictConfig, data_spec: Any, data_cfg: dict, task: Task,
     if folds is None:
         raise TreumError(f"task '{task.name}' reads a corpus but defines no row_folds (see treum.core.task.Task)")
     return Prepared(corpus, frame, None, task, eval_cfg, 0, data_version(corpus), data_spec.name,  # type: ignore[arg-type]
-                    "none", row_folds=folds)
+                    "none", row_folds=folds, data_config=data_cfg)
 
 
 def describe_split(prep: Prepared) -> str:
@@ -233,8 +233,8 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
     with tempfile.TemporaryDirectory() as tmp:
         if oos is not None:
             keep = [c for c in oos.columns if c in prep.task.prediction_columns() or c == "fold" or str(c).startswith("target")]
-            (Path(tmp) / "model" / "evaluation").mkdir(parents=True)
-            oos[keep].to_parquet(Path(tmp) / "model" / "evaluation" / OOS_FILE)
+            (Path(tmp) / "model" / OOS_FILE).parent.mkdir(parents=True)
+            oos[keep].to_parquet(Path(tmp) / "model" / OOS_FILE)
         model.save(Path(tmp) / "model")
         return registry.register(
             name=spec.name,
@@ -249,6 +249,8 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
             performance=prep.task.performance_row(metrics),
             metadata={
                 "data": prep.data_name,
+                # what loads the same data again (a simulator's size and seed; bounds): the release report does
+                "data_config": {k: v for k, v in prep.data_config.items() if k not in ("name", "segments", "path")},
                 **where,
                 "features": prep.features,
                 "task_config": prep.task.config_dict(),

@@ -31,6 +31,9 @@ from treum.core.specs import ExplainerSpec
 PERTURBATION_REQUIRES = frozenset({"uses_features"})
 PERTURBATION_EXCLUDES = frozenset({"sequential", "cross_sectional"})
 LABEL_KINDS = ("probability", "value")
+# a column of the held-out rows holding predictions made without them (a walk-forward's); conformal reads it
+# instead of predicting the rows again with a model that may have been fitted on them
+HELD_OUT_PREDICTION = "held_out_prediction"
 
 # why a model without (or with) a capability cannot be explained that way: the errors say it
 MISSING_REASONS = {

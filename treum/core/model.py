@@ -27,6 +27,9 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
+# inside a registered artifact: the walk-forward's out-of-sample predictions with their labels
+OOS_FILE = "evaluation/oos.parquet"
+
 def feature_columns(data: pd.DataFrame) -> list[str]:
     """The feature columns of a frame (a feature set names its columns ``f_*``)."""
     return [c for c in data.columns if c.startswith("f_")]

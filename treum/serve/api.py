@@ -490,6 +490,11 @@ def create_app(get_service: Callable[[], Service], plugins: Any = None, close_on
 
     add_job_routes(app, PREFIX, require, service)  # training jobs and searches, run on the Ray cluster
 
+    from treum.serve.explain_routes import add_explain_routes
+
+    # explanations of deployed models (/explain/...), behind 'read': they read a model and change nothing
+    app.state.explainer = add_explain_routes(app, PREFIX, require, service)
+
     if plugins is not None:  # each behind its scope's key check, as the built-in routes are
         # a name /predict/{task} answers: a task or a built-in route (aliases are checked with the settings)
         # (a corpus task reads texts, not an instrument's bars: its plugin route answers it, not the template)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from treum.core.estimators import FeatureModel, predict_rows, xy
+from treum.core.estimators import FeatureModel, predict_rows
 from treum.core.hookspecs import hookimpl
 from treum.core.specs import ModelSpec
 

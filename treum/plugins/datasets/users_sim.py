@@ -34,7 +34,12 @@ def _config(values: dict) -> UserSimConfig:
 def load(cfg: Any) -> pd.DataFrame:
     """Simulate (seeded) and bound to the config's ``start``/``end``; each (day, user:signal) is one row."""
     values = dict(cfg or {})
-    return validate_panel(bounded(simulate(_config(values)), values), "users_sim (simulated)", required=REQUIRED)
+    rows = bounded(simulate(_config(values)), values)
+    # an outcome due after the data's (bounded) last day is not known in it, as at the simulation's own end
+    last = rows.index.get_level_values("timestamp").max()
+    rows = rows.copy()
+    rows.loc[rows["outcome_known_at"] > last, "target_outcome"] = float("nan")
+    return validate_panel(rows, "users_sim (simulated)", required=REQUIRED)
 
 
 def load_activity(cfg: Any) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from treum.core.errors import TreumError
-from treum.core.explain import ExplainTarget, chronological, row_id
+from treum.core.explain import HELD_OUT_PREDICTION, ExplainTarget, chronological, row_id
 from treum.core.hookspecs import hookimpl
 from treum.core.specs import ExplainerSpec
 
@@ -48,7 +48,14 @@ def explain_conformal(target: ExplainTarget, rows: pd.DataFrame | None, config: 
                          f"model '{target.name}' with labels=<rows the model did not fit on> and target_column=...")
     held = chronological(target.labels)
     y = held[target.target_column].to_numpy(dtype=float)
-    predictions = target.predict_rows(held)
+    if HELD_OUT_PREDICTION in held.columns:
+        # the predictions no fit saw these rows for (the walk-forward's): a version refit on them would be
+        # scored in sample, and its coverage would flatter it
+        predictions = pd.DataFrame({target.output: held[HELD_OUT_PREDICTION].to_numpy(dtype=float)}, index=held.index)
+        source = "the walk-forward's out-of-sample predictions"
+    else:
+        predictions = target.predict_rows(held)
+        source = "the model's predictions"
     p = predictions[target.output].to_numpy(dtype=float)
     keep = np.isfinite(y) & np.isfinite(p)
     y, p = y[keep], p[keep]
@@ -68,6 +75,7 @@ def explain_conformal(target: ExplainTarget, rows: pd.DataFrame | None, config: 
                   + ("LAC score 1 - p(true class), prediction sets" if probability else "absolute residual, intervals")
                   + "; calibration rows before evaluation rows)",
         "kind": target.kind,
+        "predictions": source,
         "alpha": alpha,
         "target_coverage": 1 - alpha,
         "coverage": float(covered.mean()),

@@ -66,12 +66,28 @@ def _split(target: ExplainTarget, config: dict[str, Any]) -> tuple[pd.DataFrame,
         overlap = background.index.intersection(held.index)
         if len(overlap):  # a surrogate measured on rows it was fitted on would flatter itself
             background = background.drop(overlap)
-        return background, held, "given held-out rows"
+        if len(background) >= max(2 * config["min_samples_leaf"], 100):
+            return background, held, "given held-out rows"
+        # the background lies inside the held-out rows (the newest rows are the test period's): split those
+        # rows in time instead, fitting on the earlier part and measuring on the later part
+        background, where = _sample(held, config), "the given held-out rows, split in time"
+    else:
+        where = None
     fraction = config["held_out_fraction"]
     if not 0 < fraction < 1:
         raise TreumError(f"decision_tree: held_out_fraction must be in (0, 1), got {fraction}")
     cut = round(len(background) * (1 - fraction))
+    if where is not None:
+        return background.iloc[:cut], background.iloc[cut:], f"{where} (the later {fraction:.0%} measured)"
     return background.iloc[:cut], background.iloc[cut:], f"the later {fraction:.0%} of the background rows"
+
+
+def _sample(rows: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """At most ``background_size`` of ``rows``, drawn with the seed, kept in time order."""
+    if len(rows) <= config["background_size"]:
+        return rows
+    picks = np.sort(np.random.default_rng(config["seed"]).choice(len(rows), config["background_size"], replace=False))
+    return rows.iloc[picks]
 
 
 def _fidelity(target: ExplainTarget, held_pred: pd.DataFrame, model: np.ndarray, surrogate: np.ndarray

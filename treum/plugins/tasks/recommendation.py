@@ -208,7 +208,7 @@ Recommendation.spec = TaskSpec(
     example=TaskExample("users_sim", "2022-01-03", "2024-12-27", features="personal", data_config={"n_users": 40}),
     reference="signal_hit_rate",
     data="users_sim",
-    demo=("features=personal",),
+    demo=("features=personal", "data.n_users=60"),  # fewer simulated users keep the demo near 20 s a task
 )
 
 
