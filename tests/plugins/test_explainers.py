@@ -298,7 +298,7 @@ def test_conformal_intervals_cover_at_the_target_rate():
     residual = np.abs(labels["target_value"] - 2.0 * labels["f_a"]).to_numpy()[:1000]
     level = math.ceil(1001 * 0.9) / 1000
     assert result["quantile_level"] == level
-    assert result["qhat"] == pytest.approx(np.quantile(residual, level, method="higher"))
+    assert result["qhat"] == pytest.approx(np.sort(residual)[math.ceil(1001 * 0.9) - 1])  # the k-th smallest
     assert result["qhat"] == pytest.approx(1.645 * 0.5, rel=0.1)  # the noise's own 95th percentile of |e|
     lo, hi = result["rows"][0]["interval"]
     assert hi - lo == pytest.approx(result["mean_interval_width"])
@@ -313,7 +313,7 @@ def test_conformal_sets_for_probabilities(example):
     result = run("conformal", target, frame.iloc[:5], {"alpha": 0.2})
     assert abs(result["coverage"] - 0.8) < 0.05 and result["classes"] == {"1": "up", "0": "down"}
     scores = 1 - np.where(labels["target"] == 1, p, 1 - p)[:1000]
-    assert result["qhat"] == pytest.approx(np.quantile(scores, math.ceil(1001 * 0.8) / 1000, method="higher"))
+    assert result["qhat"] == pytest.approx(np.sort(scores)[math.ceil(1001 * 0.8) - 1])
     assert 1 <= result["mean_set_size"] <= 2
     assert all(set(r["set"]) <= {"up", "down"} for r in result["rows"])
 
@@ -331,6 +331,30 @@ def test_conformal_reads_held_out_predictions_instead_of_refitting_ones():
     assert result["predictions"] == "the walk-forward's out-of-sample predictions"
     assert result["qhat"] == pytest.approx(1.645, rel=0.1)  # the folds' errors, not the refit's zero residuals
     assert abs(result["coverage"] - 0.9) < 0.05
+
+
+def test_the_conformal_quantile_is_the_k_th_smallest_score():
+    qhat, level = conformal.conformal_quantile(np.arange(1.0, 101.0), 0.1)  # scores 1..100
+    assert qhat == 91.0 and level == pytest.approx(0.91)  # k = ceil(101 * 0.9) = 91
+
+
+def test_perturbed_rows_keep_their_template_rows_across_prediction_batches(monkeypatch, toy):
+    """Row i of x goes into template row i mod n, whatever prediction batch it falls in."""
+    from treum.core import explain as explain_module
+
+    monkeypatch.setattr(explain_module, "_PREDICT_CHUNK", 4)
+    template = toy.target.background.iloc[:3].assign(tag=[10.0, 11.0, 12.0])  # a column the model does not read
+    seen = []
+    honest = toy.target.model.predict
+
+    def recording(data):
+        seen.append(data["tag"].to_numpy())
+        return honest(data)
+
+    monkeypatch.setattr(toy.target.model, "predict", recording)
+    x = np.tile(template[toy.target.features].to_numpy(dtype=float), (3, 1))  # 9 rows over 3 batches of 4, 4, 1
+    toy.target.predict_frame(x, template)
+    assert np.concatenate(seen).tolist() == [10.0, 11.0, 12.0] * 3
 
 
 def test_conformal_needs_labelled_held_out_rows(toy):

@@ -112,7 +112,7 @@ def test_one_judged_group_leaves_nothing_to_compare(parity_gap):
     decisions, segments = parity_gap
     result = check(decisions, segments, config(min_group_rows=1001))
     assert all(c["value"] is None and c["passed"] is None and c["groups"] == 0 for c in result["checks"])
-    assert result["passed"] is True  # nothing failed: nothing could be judged
+    assert result["passed"] is None  # nothing could be judged: not a pass
 
 
 def test_a_null_threshold_reports_the_value_without_a_verdict(parity_gap):
@@ -129,7 +129,7 @@ def test_overall_verdict_fails_when_any_judged_check_fails(parity_gap):
     # A and B: TPR 0.5 vs 0.2, FPR 0.5 vs 0.2 (each group selects half/a fifth of both kinds): EO 0.3
     everything_null = config(demographic_parity_difference=None, equalized_odds_difference=None, quality_difference=None)
     result = check(decisions, segments, everything_null)
-    assert result["passed"] is True and all(c["passed"] is None for c in result["checks"])
+    assert result["passed"] is None and all(c["passed"] is None for c in result["checks"])
     only_eo = check(decisions, segments, dataclasses.replace(everything_null, equalized_odds_difference=0.1))
     assert only_eo["passed"] is False
     assert by_check(only_eo)["equalized_odds_difference"]["value"] == pytest.approx(0.3)
@@ -158,7 +158,7 @@ def test_a_missing_segment_column_names_the_columns_there_are(parity_gap):
     ({"equalized_odds_difference": -0.1}, "equalized_odds_difference must be in [0, 1] or null, got -0.1"),
     ({"quality_difference": 2}, "quality_difference must be in [0, 1] or null, got 2"),
     ({"segments": []}, "segments must name at least one column"),
-    ({"min_group_rows": 0}, "min_group_rows must be at least 1, got 0"),
+    ({"min_group_rows": 0}, "min_group_rows and min_group_outcomes must be at least 1, got 0"),
 ])
 def test_config_errors_name_the_key(values, message):
     with pytest.raises(ConfigError, match=r"^fairness: " + message.replace("[", r"\[").replace("]", r"\]")):
@@ -196,3 +196,17 @@ def test_on_real_ranking_decisions_every_row_is_judged_by_its_users_segments(plu
     # a random order recommends alike everywhere: a gap in selection rates is small
     dp = [c for c in result["checks"] if c["check"] == "demographic_parity_difference" and c["value"] is not None]
     assert dp and all(c["value"] < 0.1 for c in dp)
+
+
+def test_equalised_odds_leaves_out_a_group_without_enough_positives():
+    """fairlearn counts a group with no positives as a true-positive rate of 0: that is no evidence of unfairness."""
+    idx = pd.MultiIndex.from_arrays([pd.date_range("2024-01-01", periods=600), [f"u{i}:s" for i in range(600)]],
+                                    names=("timestamp", "entity"))
+    rng = np.random.default_rng(0)
+    positive = np.r_[rng.random(400) < 0.5, np.zeros(200, dtype=bool)]  # group C never has a positive
+    selected = np.r_[positive[:400], rng.random(200) < 0.1]
+    decisions = pd.DataFrame({"selected": selected.astype(float), "positive": positive.astype(float), "quality": np.nan},
+                             index=idx)
+    segments = pd.DataFrame({"region": ["A"] * 200 + ["B"] * 200 + ["C"] * 200}, index=idx)
+    eo = by_check(check(decisions, segments, config(segments=["region"], min_group_rows=10)))["equalized_odds_difference"]
+    assert eo["value"] == pytest.approx(0.0) and eo["passed"] is True  # A and B are alike; C is not compared

@@ -369,7 +369,7 @@ def test_resolve_bars_shorter_than_the_datas_outcome_delay_is_refused(small):
         ranking(resolve_bars=3).make_targets(small)
     ranking(resolve_bars=5).make_targets(small)  # as long as the delay: accepted
     slow = users_sim.load({**SMALL, "resolve_bars": 8})
-    with pytest.raises(ValueError, match=r"known up to 8 bars after the row, but task\.resolve_bars is 5; "
+    with pytest.raises(ValueError, match=r"known up to 8 bars after their row, but task\.resolve_bars is 5; "
                                          r"set task\.resolve_bars=8"):
         ranking().make_targets(slow)
 

@@ -13,7 +13,7 @@ from treum.commands.contract import FAST as CONTRACT_FAST
 
 from treum.commands.compose import compose_plain, to_dict
 from treum.core.config import build_spec_config, config_dict
-from treum.core.data import slice_time
+from treum.core.data import data_version, slice_time
 from treum.core.model import build_model
 from treum.core.plugins import PluginSettings, create_plugin_registry
 from treum.core.task import build_task
@@ -43,7 +43,8 @@ def fit_and_register(registry: Registry, plugins, name: str, tmp: Path, end: str
     task = build_task(plugins.task(spec.task), task_config if task_config is not None else task_cfg)
     cfg = compose_plain([f"model={name}"], plugins)
     config = build_spec_config(spec, {**to_dict(cfg.model), **FAST.get(name, {}), **overrides})
-    panel = slice_time(plugins.dataset(data).load({}), end=pd.Timestamp(end))
+    full = plugins.dataset(data).load({})
+    panel = slice_time(full, end=pd.Timestamp(end))
     features = example.features  # the feature set its task's models read (technical, cross_asset, ...)
     frame = panel.join(plugins.feature_set(features).compute(panel, {})).join(task.make_targets(panel))
     model = build_model(spec, config, task).fit(frame)
@@ -51,7 +52,7 @@ def fit_and_register(registry: Registry, plugins, name: str, tmp: Path, end: str
     metrics = {"auc": 0.5, "n": float(len(frame))}
     return registry.register(
         name=name, task=spec.task, family=spec.family, config=config_dict(config),
-        artifact_dir=path, metrics=metrics, performance=task.performance_row(metrics), baselines={}, validated=True, data_version="test",
+        artifact_dir=path, metrics=metrics, performance=task.performance_row(metrics), baselines={}, validated=True, data_version=data_version(full),
         metadata={"data": data, "features": features, "capabilities": sorted(spec.capabilities),
                   "task_config": task.config_dict(),
                   "entities": sorted(map(str, panel.index.get_level_values("entity").unique()))},

@@ -198,9 +198,9 @@ def test_a_versions_data_are_loaded_once_and_their_failure_leaks_nothing(client,
     calls = []
     real = routes.version_frame
 
-    def counted(plugins, meta):
+    def counted(plugins, meta, expected=None):
         calls.append(meta["data"])
-        return real(plugins, meta)
+        return real(plugins, meta, expected)
 
     monkeypatch.setattr(routes, "version_frame", counted)
     for _ in range(3):
@@ -208,7 +208,7 @@ def test_a_versions_data_are_loaded_once_and_their_failure_leaks_nothing(client,
                           headers=read).status_code == 200
     assert calls == ["sp500"]
 
-    def broken(plugins, meta):
+    def broken(plugins, meta, expected=None):
         raise FileNotFoundError("/srv/secret/data/sp500.parquet")
 
     monkeypatch.setattr(routes, "version_frame", broken)
@@ -221,9 +221,9 @@ def test_a_slow_first_load_is_a_504_and_fills_the_cache_for_the_retry(serve_home
     svc = Service(settings(request_timeout_s=0.5), Registry(home=serve_home), serve_plugins, start_refresher=False)
     real = routes.version_frame
 
-    def slow(plugins, meta):
+    def slow(plugins, meta, expected=None):
         time.sleep(1.0)
-        return real(plugins, meta)
+        return real(plugins, meta, expected)
 
     monkeypatch.setattr(routes, "version_frame", slow)
     try:

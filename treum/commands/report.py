@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,10 @@ import pandas as pd
 
 from treum.commands.output import console
 from treum.core.errors import TreumError
+from treum.registry.values import clean_json
 
-# the explainers a report runs, in the order it shows them, and the rows each is given
-REPORT_EXPLAINERS = ("importance", "shap", "lime", "decision_tree", "counterfactual", "conformal")
-LOCAL_ROWS = {"shap": 50, "lime": 1, "counterfactual": 3}
+log = logging.getLogger("treum.report")
+
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -123,14 +124,18 @@ def write_release(registry: Any, plugins: Any, tag: str, overrides: list[str], o
                 for name in plugins.specs("fairness_checks")}
     models = []
     for row in sorted(deployed, key=lambda m: (m.model_type, m.model_name)):
-        console.print(f"report: {row.model_name} v{row.model_version} ({row.model_type})")
-        models.append(model_section(registry, plugins, row, fairness))
+        console.print(f"report: {row.model_name} v{row.model_version} ({row.model_type})", markup=False)
+        try:
+            models.append(model_section(registry, plugins, row, fairness))
+        except Exception as exc:  # one model that cannot be reported must not hide the others'
+            log.warning("report of %s v%s failed", row.model_name, row.model_version, exc_info=True)
+            models.append(failed_section(row, exc))
     document = {
         "release": tag,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "created_by": actor,
         "treum_version": _version(),
-        "registry": registry.display_url,
+        "registry": registry.engine.dialect.name,  # the kind only: no host, user or path in a page meant to travel
         "simulated_data": any(m["data"].get("simulated") for m in models),
         "models": models,
         "audit": audit_excerpt(registry, [m["name"] for m in models]),
@@ -140,16 +145,18 @@ def write_release(registry: Any, plugins: Any, tag: str, overrides: list[str], o
             "describe the deployed fit on the newest rows of its data.",
         ],
     }
-    document = json.loads(json.dumps(document, default=_plain))  # plain JSON, exactly as stored
+    # plain JSON, exactly as stored: NaN and infinities become null (JSONB refuses them; JSON has none)
+    document = json.loads(json.dumps(clean_json(json.loads(json.dumps(document, default=_plain))), allow_nan=False))
     html = render_html(document)
+    digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
+    # the record first: files without a record would be a release the registry does not know
+    registry.record_release(tag, document, [{"name": m["name"], "version": m["version"], "id": m["id"]}
+                                            for m in models], digest, actor)
     folder = out or _home() / "reports" / tag
     folder.mkdir(parents=True, exist_ok=True)
     page, twin = folder / "report.html", folder / "report.json"
     page.write_text(html, encoding="utf-8")
-    twin.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
-    digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
-    registry.record_release(tag, document, [{"name": m["name"], "version": m["version"], "id": m["id"]}
-                                            for m in models], digest, actor)
+    twin.write_text(json.dumps(document, indent=2, sort_keys=True, allow_nan=False), encoding="utf-8")
     console.print(f"release {tag}: {len(models)} deployed model(s); wrote {page} and {twin}; recorded in the registry")
     return page
 
@@ -171,7 +178,7 @@ def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any
         "name": row.model_name, "version": row.model_version, "id": str(row.id), "task": row.model_type,
         "family": row.model_architecture, "status": row.deployment_status, "description": spec.description,
         "artifact_sha256": row.artifact_sha256,
-        "data": {"name": data_name, "simulated": "SIMULATED" in ((data_spec.caveat if data_spec else "") or ""),
+        "data": {"name": data_name, "simulated": bool(data_spec is not None and data_spec.simulated),
                  "period": meta.get("segments") or {}, "caveat": data_spec.caveat if data_spec else "",
                  "features": meta.get("features")},
         "card": {
@@ -192,21 +199,58 @@ def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any
     if callable(getattr(model, "summary", None)):  # a model that describes itself (a clustering's clusters)
         section["summary"] = model.summary()
     oos = _oos(registry, row.artifact_sha256)
-    frame = version_frame(plugins, meta) if data_spec is not None else None
-    section["explanations"] = explanations(plugins, model, task, frame, oos)
+    frame, why = None, "the version's data set is not installed here"
+    if data_spec is not None:
+        try:
+            frame = version_frame(plugins, meta, row.training_data_version)
+        except TreumError as exc:
+            why = str(exc)
+    section["explanations"] = explanations(plugins, model, task, frame, oos, why)
     decisions = task.decisions(oos) if oos is not None else None
-    if decisions is not None and frame is not None:
-        section["fairness"] = {}
-        for name, cfg in fairness.items():
-            check = plugins.specs("fairness_checks")[name]
-            section["fairness"] = {"check": name, "segments": list(cfg.segments),
-                                   "outcome": "recommended (the task's decision) against the outcome it is for",
-                                   **check.check(decisions, frame, cfg)}
+    if decisions is not None:
+        section["fairness"] = fairness_section(plugins, fairness, decisions, frame, why)
     return section
 
 
-def explanations(plugins: Any, model: Any, task: Any, frame: pd.DataFrame | None, oos: pd.DataFrame | None) -> dict:
-    """Every report explainer that applies to the model, each on the rows it needs; the others say why not."""
+def fairness_section(plugins: Any, fairness: dict[str, Any], decisions: pd.DataFrame, frame: pd.DataFrame | None,
+                     why: str) -> dict[str, Any]:
+    """Every fairness check on the version's decisions; a check that cannot run says why, the others still do.
+
+    ``passed``: True when every judged check passed, False when one failed, None when none was judged.
+    """
+    out: dict[str, Any] = {"checks": [], "by_group": {}, "segments": [], "skipped": {},
+                           "outcome": "recommended (the task's decision) against the outcome it is for"}
+    if frame is None:
+        out["skipped"] = dict.fromkeys(fairness, why)
+    for name, cfg in (fairness.items() if frame is not None else ()):
+        try:
+            result = plugins.specs("fairness_checks")[name].check(decisions, frame, cfg)
+        except Exception as exc:  # a check's failure is reported, not fatal
+            log.warning("fairness check %s failed", name, exc_info=True)
+            out["skipped"][name] = f"{type(exc).__name__}: {exc}"
+            continue
+        prefix = "" if len(fairness) == 1 else f"{name}: "
+        out["checks"] += [{"fairness_check": name, **c} for c in result.get("checks", [])]
+        out["by_group"].update({prefix + seg: rows for seg, rows in result.get("by_group", {}).items()})
+        out["segments"] += list(getattr(cfg, "segments", []) or [])
+        out["rows"] = result.get("rows")  # the decisions every check judged (the same rows for each)
+    verdicts = [c.get("passed") for c in out["checks"] if c.get("passed") is not None]
+    out["passed"] = None if not verdicts else all(verdicts)
+    return out
+
+
+def failed_section(row: Any, exc: BaseException) -> dict[str, Any]:
+    """The section of a deployed model whose report could not be built: what it is, and why."""
+    why = f"the report of this version could not be built ({type(exc).__name__}: {exc})"
+    return {"name": row.model_name, "version": row.model_version, "id": str(row.id), "task": row.model_type,
+            "family": row.model_architecture, "status": row.deployment_status, "artifact_sha256": row.artifact_sha256,
+            "data": {"name": (row.model_metadata or {}).get("data"), "simulated": False}, "card": {"limitations": [why]},
+            "metrics": {}, "explanations": {"skipped": {"all": why}}, "fairness": None, "drift": None, "error": why}
+
+
+def explanations(plugins: Any, model: Any, task: Any, frame: pd.DataFrame | None, oos: pd.DataFrame | None,
+                 why: str = "the version's data set is not installed here") -> dict:
+    """Every explainer plugin that applies to the model, each on the rows it needs; the others say why not."""
     from treum.core.explain import applicable, explain
     from treum.serve.explain_target import explain_target
 
@@ -214,28 +258,28 @@ def explanations(plugins: Any, model: Any, task: Any, frame: pd.DataFrame | None
     out: dict[str, Any] = {"skipped": {}}
     usable = set(applicable(model.spec.capabilities, specs))
     if frame is None:
-        out["skipped"] = {n: "the version's data set is not installed here" for n in REPORT_EXPLAINERS}
+        out["skipped"] = dict.fromkeys(specs, why)
         return out
     try:  # the same target as the explanation routes build (treum.serve.explain_target)
         target = explain_target(plugins, model, task, frame, oos)
     except TreumError as exc:
-        out["skipped"] = {n: str(exc) for n in REPORT_EXPLAINERS}
+        out["skipped"] = dict.fromkeys(specs, str(exc))
         return out
-    for name in REPORT_EXPLAINERS:
-        if name not in specs:
-            out["skipped"][name] = "no such explainer is installed"
-            continue
+    for name, spec in sorted(specs.items()):
         if name not in usable:
             out["skipped"][name] = _why_not(name, model, specs)
             continue
         if name == "conformal" and target.labels is None:
             out["skipped"][name] = f"task '{task.name}' gives its output no calibrated label to cover"
             continue
-        rows = target.background.iloc[-LOCAL_ROWS[name]:] if name in LOCAL_ROWS else None
+        rows = target.background.iloc[-spec.report_rows:] if spec.scope == "local" else None
         try:
             out[name] = explain(name, target, rows, {}, specs)
         except TreumError as exc:
             out["skipped"][name] = str(exc)
+        except Exception as exc:  # a library's failure on this model: reported, and the other explainers still run
+            log.warning("explainer %s failed on %s", name, model.spec.name, exc_info=True)
+            out["skipped"][name] = f"{type(exc).__name__}: {exc}"
     return out
 
 
@@ -287,8 +331,9 @@ def _list(registry: Any) -> int:
         console.print("no release reports yet: treum report release=TAG")
         return 0
     for r in rows:
-        fair = [m.get("fairness") for m in r.document.get("models", []) if m.get("fairness")]
-        verdict = "" if not fair else ("  fairness: pass" if all(f.get("passed") for f in fair) else "  fairness: FAIL")
+        fair = [m["fairness"].get("passed") for m in r.document.get("models", []) if m.get("fairness")]
+        judged = [f for f in fair if f is not None]
+        verdict = "" if not fair else f"  fairness: {_verdict(all(judged) if judged else None)}"
         models = ", ".join(f"{m['name']} v{m['version']}" for m in r.models)
         console.print(f"{r.release}  {r.created_at:%Y-%m-%d %H:%M}  by {r.created_by}  [{models}]{verdict}",
                       markup=False)
@@ -301,17 +346,22 @@ def _show(registry: Any, tag: str, html_path: str | None) -> int:
     row = registry.release(tag)
     doc = row.document
     console.print(f"release {row.release}: {row.created_at:%Y-%m-%d %H:%M} by {row.created_by}; page sha256 "
-                  f"{row.html_sha256[:12]}")
+                  f"{row.html_sha256[:12]}", markup=False)
     for m in doc.get("models", []):
-        key = m["card"]["primary_metric"]
-        wf = m["metrics"]["rows"][0]["metrics"]
+        key = (m.get("card") or {}).get("primary_metric")
+        rows = (m.get("metrics") or {}).get("rows") or [{}]
+        wf = rows[0].get("metrics") or {}
         fair = m.get("fairness")
         console.print(f"  {m['name']} v{m['version']} ({m['task']}): {key} {wf.get(key)}"
-                      + ("" if not fair else f"; fairness {'pass' if fair.get('passed') else 'FAIL'}"))
+                      + ("" if not fair else f"; fairness {_verdict(fair.get('passed'))}"), markup=False)
     if html_path:
         Path(html_path).write_text(render_html(doc), encoding="utf-8")
         console.print(f"wrote {html_path} (rendered again from the stored document)")
     return 0
+
+
+def _verdict(passed: Any) -> str:
+    return "not judged" if passed is None else ("pass" if passed else "FAIL")
 
 
 def _plain(value: Any) -> Any:

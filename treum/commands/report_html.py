@@ -141,7 +141,9 @@ def _span(name: str, v: Any) -> str:
 
 def _card(m: dict[str, Any]) -> str:
     data, card = m.get("data") or {}, m.get("card") or {}
-    periods = ", ".join(_span(k, v) for k, v in (data.get("period") or {}).items())
+    spans = data.get("period") or {}
+    order = [k for k in ("train", "valid", "test") if k in spans] + [k for k in spans if k not in ("train", "valid", "test")]
+    periods = ", ".join(_span(k, spans[k]) for k in order)  # in time order, whatever order the store kept
     limits = "".join(f"<li>{esc(x)}</li>" for x in card.get("limitations") or [])
     fields = {
         "task": esc(m.get("task")), "family": esc(m.get("family")),
@@ -160,22 +162,21 @@ def _card(m: dict[str, Any]) -> str:
     return f"<h3>Model card</h3><dl>{dl}</dl>{caveat}"
 
 
-def _metric_columns(block: dict[str, Any]) -> list[str]:
-    """Headline metrics first, then every other figure a row carries, less the CI bounds of
-    metrics that are columns themselves (those go in their metric's cell)."""
+def _metric_columns(block: dict[str, Any], every: bool = False) -> list[str]:
+    """The headline metrics and ``n`` (every figure a row carries when ``every`` or without a headline),
+    less the CI bounds of metrics that are columns themselves (those go in their metric's cell)."""
     keys = list(block.get("headline") or [])
+    if keys and not every:
+        return keys + (["n"] if any("n" in (r.get("metrics") or {}) for r in block.get("rows") or []) else [])
     for r in block.get("rows") or []:
         keys += [k for k in r.get("metrics") or {} if k not in keys]
     bound = re.compile(r"(.+)_ci_(low|high)$")
     return [k for k in keys if not ((b := bound.match(k)) and b.group(1) in keys)]
 
 
-def _metrics(m: dict[str, Any]) -> str:
-    block, card, name = m.get("metrics") or {}, m.get("card") or {}, fmt(m.get("name"))
+def _metric_table(block: dict[str, Any], every: bool = False) -> str:
     rows = block.get("rows") or []
-    if not rows:
-        return "<h3>Metrics</h3>" + _not_computed()
-    keys, ms = _metric_columns(block), [r.get("metrics") or {} for r in rows]
+    keys, ms = _metric_columns(block, every), [r.get("metrics") or {} for r in rows]
     ci = {k for k in keys if any(f"{k}_ci_low" in x for x in ms)}
     head = ["label", "kind"] + [f"{k} [95% CI]" if k in ci else k for k in keys]
     cells = [
@@ -183,7 +184,18 @@ def _metrics(m: dict[str, Any]) -> str:
         + [f'<td class="num">{html.escape(with_ci(x, k))}</td>' for k in keys]
         for r, x in zip(rows, ms)
     ]
-    table = _table(head, cells, ["model" if r.get("kind") == "model" else "" for r in rows])
+    return _table(head, cells, ["model" if r.get("kind") == "model" else "" for r in rows])
+
+
+def _metrics(m: dict[str, Any]) -> str:
+    block, card, name = m.get("metrics") or {}, m.get("card") or {}, fmt(m.get("name"))
+    rows = block.get("rows") or []
+    if not rows:
+        return "<h3>Metrics</h3>" + _not_computed()
+    ms = [r.get("metrics") or {} for r in rows]
+    table = _metric_table(block)
+    if block.get("headline"):  # the rest (comparisons with the reference, timings) folded away
+        table += f"<details><summary>every figure</summary>{_metric_table(block, every=True)}</details>"
     primary = card.get("primary_metric") or (block.get("headline") or [None])[0]
     if not primary:
         return "<h3>Metrics (model beside its baselines)</h3>" + table

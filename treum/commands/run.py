@@ -65,6 +65,7 @@ class Prepared:
     features: str
     row_folds: list | None = None  # a corpus task's cross-validation folds (``Task.row_folds``), else None
     data_config: dict = field(default_factory=dict)  # the data set's config (a simulator's size), kept with a version
+    features_config: dict = field(default_factory=dict)  # the feature set's config, kept with a version
 
     @property
     def label_columns(self) -> list[str]:
@@ -100,7 +101,7 @@ def prepare(cfg: DictConfig, plugins: PluginRegistry) -> Prepared:
     horizon = task.label_horizon()
     purge = eval_cfg.purge if eval_cfg.purge is not None else (horizon or 0)
     return Prepared(panel, frame, segments, task, eval_cfg, purge, data_version(panel), data_cfg["name"],
-                    str(cfg.features.name), data_config=data_cfg)
+                    str(cfg.features.name), data_config=data_cfg, features_config=to_dict(cfg.features))
 
 
 def check_data_kind(plugins: PluginRegistry, task: str, data_spec: Any) -> None:
@@ -253,6 +254,7 @@ def register_model(registry: Registry, spec: Any, config: Any, prep: Prepared, m
                 "data_config": {k: v for k, v in prep.data_config.items() if k not in ("name", "segments", "path")},
                 **where,
                 "features": prep.features,
+                "features_config": {k: v for k, v in prep.features_config.items() if k != "name"},
                 "task_config": prep.task.config_dict(),
                 "capabilities": sorted(spec.capabilities),
                 "evaluation": prep.task.scheme(),  # how the out-of-sample figures were made

@@ -18,7 +18,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from treum.core.user_sim import HORIZONS, REGIONS, SIGNALS, UserSimConfig, make_world
+from treum.core.user_sim import (
+    AGE_BANDS,
+    EXPERIENCE,
+    HORIZON_BARS,
+    REGIONS,
+    RISK_TOLERANCE,
+    SIGNALS,
+    UserSimConfig,
+    make_world,
+)
 
 # the context a policy sees for one (user, signal) pair, named as the personal feature set names them
 CONTEXT_FEATURES = ("bias", "f_user_risk", "f_user_experience", "f_user_age", "f_user_log_account",
@@ -52,12 +61,14 @@ class Arena:
         rng = np.random.default_rng(seed)
         self.world = make_world(UserSimConfig(n_users=n_users, n_days=days, seed=seed), rng)
         users = self.world.users
-        risk = users["risk_tolerance"].map({"conservative": 0.0, "moderate": 1.0, "aggressive": 2.0}).to_numpy(float)
-        hold = np.log(np.asarray([1.0, 5.0, 21.0])[[HORIZONS.index(h) for h in users["horizon"]]])
+        def ordinal(column: str, levels: tuple[str, ...]) -> np.ndarray:
+            return users[column].map({v: float(i) for i, v in enumerate(levels)}).to_numpy(float)
+
+        risk = ordinal("risk_tolerance", RISK_TOLERANCE)
+        hold = np.log(users["horizon"].map(HORIZON_BARS).to_numpy(float))
+        # the same columns, units and gaps as the personal feature set's (f_user_*, f_region_*, f_*_gap)
         self.profile = np.column_stack([
-            np.ones(len(users)), risk,
-            users["experience"].map({"novice": 0.0, "intermediate": 1.0, "expert": 2.0}).to_numpy(float),
-            users["age_band"].map({"18-29": 0.0, "30-44": 1.0, "45-59": 2.0, "60+": 3.0}).to_numpy(float),
+            np.ones(len(users)), risk, ordinal("experience", EXPERIENCE), ordinal("age_band", AGE_BANDS),
             np.log(users["account_usd"].to_numpy(float).clip(1.0)), hold,
             *((users["region"] == r).to_numpy(float) for r in REGIONS),
         ])

@@ -188,7 +188,7 @@ class ExplainTarget:
         parts = []
         for start in range(0, len(x), _PREDICT_CHUNK):
             chunk = x[start:start + _PREDICT_CHUNK]
-            picks = np.resize(np.arange(len(template)), len(chunk))
+            picks = np.arange(start, start + len(chunk)) % len(template)  # row i of x always goes into template row i mod n
             frame = template.iloc[picks].copy()
             frame[self.features] = chunk
             stamps = _SYNTHETIC_ORIGIN + pd.to_timedelta(np.arange(start, start + len(chunk)), unit="s")

@@ -60,3 +60,18 @@ def query_metrics(frame: pd.DataFrame, score: str = "score", k: int = 5, seed: i
     out = out[out["idcg"] > 0]  # a query where nothing was followed has no ideal order to approach
     out["ndcg"] = out["dcg"] / out["idcg"]
     return out.set_index(["day", "user"], drop=False)[["day", "user", "ndcg", "hit1", "rr"]].rename_axis(["q_day", "q_user"])
+
+
+def check_resolution(panel: pd.DataFrame, resolve_bars: int, key: str = "task.resolve_bars") -> None:
+    """Refuse rows whose outcome is known later than ``resolve_bars`` bars (``outcome_known_at``): the purge,
+    which is that many bars, would let training labels reach into the test block."""
+    if "outcome_known_at" not in panel.columns:
+        return
+    cal = pd.DatetimeIndex(np.unique(panel.index.get_level_values("timestamp").values))
+    known = pd.DatetimeIndex(panel["outcome_known_at"])
+    inside = known <= cal[-1]
+    lag = cal.searchsorted(known[inside]) - cal.searchsorted(panel.index.get_level_values("timestamp")[inside])
+    worst = int(lag.max()) if len(lag) else 0
+    if worst > resolve_bars:
+        raise ValueError(f"outcomes are known up to {worst} bars after their row, but {key} is {resolve_bars}; "
+                         f"set {key}={worst} so the purge covers them")

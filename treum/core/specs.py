@@ -158,6 +158,7 @@ class DatasetSpec:
     caveat: str = ""
     kind: str = "panel"
     missing: Callable[[Any], str | None] | None = None
+    simulated: bool = False  # made by a simulator, not observed: every report and leaderboard says so
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -196,7 +197,8 @@ class ExplainerSpec:
     ``requires``: capabilities the model must have; ``excludes``: capabilities it must not have
     (an explainer that perturbs rows excludes ``sequential`` models). They are checked against
     the model's spec, never its class. ``scope``: ``"local"`` explains the given rows,
-    ``"global"`` explains the model over data (rows optional).
+    ``"global"`` explains the model over data (rows optional). ``report_rows``: how many of the
+    newest rows ``treum report`` gives a local explainer.
     """
 
     name: str
@@ -206,6 +208,7 @@ class ExplainerSpec:
     excludes: frozenset[str] = field(default_factory=frozenset)
     scope: str = "local"
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    report_rows: int = 3
 
     def __post_init__(self) -> None:
         if self.scope not in EXPLAINER_SCOPES:

@@ -65,6 +65,7 @@ AGE_SHARE = (0.25, 0.35, 0.25, 0.15)
 EXPERIENCE = ("novice", "intermediate", "expert")
 RISK_TOLERANCE = ("conservative", "moderate", "aggressive")
 HORIZONS = ("short", "medium", "long")
+HORIZON_BARS = {"short": 1.0, "medium": 5.0, "long": 21.0}  # a horizon's holding period in bars
 ACCOUNT_SIZES = ("small", "medium", "large")  # < 10k, 10k-100k, > 100k USD
 SEGMENTS = ("risk_tolerance", "account_size", "region", "experience", "age_band", "horizon")
 
@@ -194,7 +195,7 @@ def make_world(cfg: UserSimConfig, rng: np.random.Generator) -> World:
     holding = np.array([s[2] for s in SIGNALS.values()], dtype=float)
     # the user's appetite on the signals' 0-3 risk scale, and their holding period in bars
     appetite = 1.5 + 1.1 * (users["_risk"].to_numpy() - users["_risk"].mean()) / users["_risk"].std()
-    user_hold = np.asarray([1.0, 5.0, 21.0])[[HORIZONS.index(h) for h in users["horizon"]]]
+    user_hold = users["horizon"].map(HORIZON_BARS).to_numpy(float)
     novice = (users["experience"] == "novice").to_numpy()
     base = (-1.6 + taste - 0.9 * np.abs(risk_level[None, :] - appetite[:, None])
             - 0.5 * np.abs(np.log(holding[None, :]) - np.log(user_hold[:, None])))

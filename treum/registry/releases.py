@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from treum.core.errors import NotFoundError, RegistryError
 from treum.registry import audit
 from treum.registry.schema import ModelDeployment, ReleaseReport
+from treum.registry.values import clean_json
 
 MAX_TAG = 100
 
 
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def check_tag(tag: str) -> str:
-    """A release tag: 1-100 characters of letters, digits, '.', '_' and '-' (it names a file too)."""
+    """A release tag: 1-100 ASCII letters, digits, '.', '_' and '-', not starting with a dot (it names a folder)."""
     tag = (tag or "").strip()
-    if not tag or len(tag) > MAX_TAG or not all(c.isalnum() or c in "._-" for c in tag) or tag.startswith("."):
+    if not TAG.fullmatch(tag):
         raise RegistryError(f"release tag {tag!r} is not valid: use 1-{MAX_TAG} letters, digits, '.', '_' or '-' "
                             "(e.g. release=2026-12-01)")
     return tag
@@ -30,9 +36,13 @@ def record(s: Session, tag: str, document: dict[str, Any], models: list[dict[str
     if s.execute(select(ReleaseReport.id).where(ReleaseReport.release == tag)).first() is not None:
         raise RegistryError(f"release '{tag}' already has a report; show it with `treum report show {tag}` "
                             "or choose another tag")
-    row = ReleaseReport(release=tag, created_by=actor, models=models, document=document, html_sha256=html_sha256)
+    row = ReleaseReport(release=tag, created_by=actor, models=clean_json(models), document=clean_json(document),
+                        html_sha256=html_sha256)
     s.add(row)
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:  # another report of this tag committed between the check and here
+        raise RegistryError(f"release '{tag}' already has a report; show it with `treum report show {tag}`") from None
     audit.append(s, actor, "report", "release", tag,
                  {"models": [f"{m['name']} v{m['version']}" for m in models], "html_sha256": html_sha256})
     return row

@@ -202,15 +202,20 @@ class Explainer:
             if hit is not None:
                 self.prepared.move_to_end(live.id)
                 return hit
-        meta = svc.registry.get_by_id(live.id).model_metadata or {}
+        row = svc.registry.get_by_id(live.id)
+        meta = row.model_metadata or {}
         data = str(meta.get("data"))
-        model = live.model if live.model is not None else load_version(svc.registry, svc.plugins, live.sha256,
-                                                                       live.task)  # a remote member: load it here
         try:
-            frame = version_frame(svc.plugins, meta)
-        except UnavailableError:
-            raise RequestError(503, f"the data set '{data}' that {live.label} was trained on is not installed on this "
-                                    "server, so there are no rows to explain it on") from None
+            model = live.model if live.model is not None else load_version(svc.registry, svc.plugins, live.sha256,
+                                                                           live.task)  # a remote member: load it here
+        except Exception:  # a missing or changed artifact: a fault of the server, whose paths stay in its log
+            log.exception("loading the artifact of %s for an explanation failed", live.label)
+            raise RequestError(503, f"the artifact of {live.label} cannot be loaded on this server (details in the "
+                                    "server log)") from None
+        try:
+            frame = version_frame(svc.plugins, meta, row.training_data_version)
+        except UnavailableError as exc:
+            raise RequestError(503, f"{live.label} cannot be explained here: {exc}") from None
         except Exception as exc:  # a data set that fails to load: the details (paths) stay in the server log
             log.exception("loading the data set of %s for an explanation failed", live.label)
             raise RequestError(503, f"the data set '{data}' of {live.label} could not be loaded ({type(exc).__name__}; "

@@ -14,22 +14,32 @@ from typing import Any
 
 import pandas as pd
 
+from treum.core.data import data_version
 from treum.core.errors import UnavailableError
 from treum.core.explain import HELD_OUT_PREDICTION, ExplainTarget
 
 RECENT_ROWS = 20_000  # the background: the newest rows of the data set (the explainers sample from them)
 
 
-def version_frame(plugins: Any, meta: Mapping[str, Any]) -> pd.DataFrame:
-    """The version's data set joined with its feature set; UnavailableError when the data set is not installed."""
+def version_frame(plugins: Any, meta: Mapping[str, Any], expected_version: str | None = None) -> pd.DataFrame:
+    """The version's data set, loaded with the config it was trained with, joined with its feature set computed
+    with the feature config it was trained with.
+
+    UnavailableError when the data set is not installed here, or when it now gives other data than the
+    version was trained on (``expected_version``, the registry's ``training_data_version``): the rows would
+    not be the ones its out-of-sample predictions and segments belong to.
+    """
     data_name = meta.get("data")
     if data_name not in plugins.specs("datasets"):
         raise UnavailableError(f"the data set '{data_name}' this version was trained on is not installed here")
     # the config it was trained with (a simulator's size and seed), not the data set's defaults
     panel = plugins.dataset(data_name).load(dict(meta.get("data_config") or {}))
+    if expected_version and data_version(panel) != expected_version:
+        raise UnavailableError(f"the data set '{data_name}' now gives other data (version {data_version(panel)}) than "
+                               f"this version was trained on ({expected_version}); retrain it, or load the data it saw")
     features = meta.get("features")
     if features and features != "none":
-        panel = panel.join(plugins.feature_set(features).compute(panel, {}))
+        panel = panel.join(plugins.feature_set(features).compute(panel, dict(meta.get("features_config") or {})))
     return panel
 
 

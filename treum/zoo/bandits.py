@@ -207,7 +207,7 @@ class ThompsonBandit(BanditModel):
 
 def _spec(name: str, cls: type, config_cls: type, description: str) -> ModelSpec:
     cls.spec = ModelSpec(name=name, family="contextual_bandit", task="recommendation",
-                         capabilities=frozenset({"multi_asset", "uses_features", "online_update"}),
+                         capabilities=frozenset({"multi_asset", "uses_features"}),
                          config_cls=config_cls, factory=cls, description=description)
     return cls.spec
 

@@ -58,6 +58,7 @@ def treum_datasets() -> list[DatasetSpec]:
             load,
             "treum.core.user_sim (seeded simulator)",
             caveat=CAVEAT,
+            simulated=True,
         ),
         DatasetSpec(
             "users_sim_activity",
@@ -65,5 +66,6 @@ def treum_datasets() -> list[DatasetSpec]:
             load_activity,
             "treum.core.user_sim (seeded simulator)",
             caveat=CAVEAT,
+            simulated=True,
         ),
     ]

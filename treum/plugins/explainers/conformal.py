@@ -32,10 +32,11 @@ from treum.core.specs import ExplainerSpec
 def conformal_quantile(scores: np.ndarray, alpha: float) -> tuple[float, float]:
     """(qhat, level): the split-conformal quantile of calibration ``scores``; qhat is inf when n is too small."""
     n = len(scores)
-    level = math.ceil((n + 1) * (1 - alpha)) / n
-    if level > 1:  # too few calibration rows for this alpha: only the whole range covers
+    k = math.ceil((n + 1) * (1 - alpha))  # the k-th smallest score (Vovk; Angelopoulos and Bates, 2021)
+    level = k / n
+    if k > n:  # too few calibration rows for this alpha: only the whole range covers
         return float("inf"), level
-    return float(np.quantile(scores, level, method="higher")), level
+    return float(np.sort(np.asarray(scores, dtype=float))[k - 1]), level
 
 
 def explain_conformal(target: ExplainTarget, rows: pd.DataFrame | None, config: dict[str, Any]) -> dict[str, Any]:

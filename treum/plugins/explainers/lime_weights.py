@@ -61,6 +61,7 @@ LIME = ExplainerSpec(
     requires=PERTURBATION_REQUIRES,
     excludes=PERTURBATION_EXCLUDES,
     scope="local",
+    report_rows=1,
     defaults={"num_features": 10, "num_samples": 2000, "discretize": True, "background_size": 1000,
               "max_rows": 20, "seed": 0},
 )

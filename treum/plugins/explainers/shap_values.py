@@ -119,6 +119,7 @@ SHAP = ExplainerSpec(
     requires=PERTURBATION_REQUIRES,
     excludes=PERTURBATION_EXCLUDES,
     scope="local",
+    report_rows=50,
     defaults={"algorithm": "auto", "background_size": 50, "max_evals": None, "max_rows": 50, "seed": 0},
 )
 

@@ -11,7 +11,9 @@ fail against its threshold in ``conf/fairness/segments.yaml`` (null: reported, n
 - ``quality_difference``: the largest gap in mean NDCG between two groups.
 
 Groups smaller than ``min_group_rows`` are shown but left out of the differences (a gap
-between 12 people and 3,000 is noise, not evidence).
+between 12 people and 3,000 is noise, not evidence), and the equalised-odds difference compares
+only groups with at least ``min_group_outcomes`` positive and negative rows. ``passed`` is None
+when nothing could be judged: not a pass.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class SegmentFairnessConfig:
     equalized_odds_difference: float | None = 0.10
     quality_difference: float | None = 0.05
     min_group_rows: int = 100
+    min_group_outcomes: int = 20  # equalised odds: a group needs this many positive and negative rows to be compared
 
     def validate(self) -> str | None:
         if not self.segments:
@@ -43,8 +46,9 @@ class SegmentFairnessConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 return f"{name} must be in [0, 1] or null, got {value}"
-        if self.min_group_rows < 1:
-            return f"min_group_rows must be at least 1, got {self.min_group_rows}"
+        if self.min_group_rows < 1 or self.min_group_outcomes < 1:
+            return (f"min_group_rows and min_group_outcomes must be at least 1, got {self.min_group_rows} and "
+                    f"{self.min_group_outcomes}")
         return None
 
 
@@ -91,10 +95,16 @@ def check(decisions: pd.DataFrame, segments: pd.DataFrame, config: SegmentFairne
             values = dict.fromkeys(("demographic_parity_difference", "equalized_odds_difference", "quality_difference"))
         else:
             sf = groups.to_numpy()[keep]
+            # a group without enough positives (or negatives) has no true- (false-) positive rate worth comparing:
+            # fairlearn would count it as 0 and call the gap unfair
+            counts = pd.crosstab(groups, rows["positive"].astype(int)).reindex(columns=[0, 1], fill_value=0)
+            rated = counts.index[(counts.min(axis=1) >= config.min_group_outcomes) & counts.index.isin(big)]
+            both = groups.isin(rated).to_numpy()
             values = {
                 "demographic_parity_difference": demographic_parity_difference(
                     y_true[keep], y_pred[keep], sensitive_features=sf),
-                "equalized_odds_difference": equalized_odds_difference(y_true[keep], y_pred[keep], sensitive_features=sf),
+                "equalized_odds_difference": (equalized_odds_difference(
+                    y_true[both], y_pred[both], sensitive_features=groups.to_numpy()[both]) if len(rated) >= 2 else None),
                 "quality_difference": float(quality.reindex(big).max() - quality.reindex(big).min()),
             }
         for name, value in values.items():
@@ -103,8 +113,10 @@ def check(decisions: pd.DataFrame, segments: pd.DataFrame, config: SegmentFairne
             checks.append({"check": name, "segment": seg, "value": _round(value), "threshold": threshold,
                            "passed": (bool(value <= threshold) if judged else None),
                            "groups": int(len(big))})
+    verdicts = [c["passed"] for c in checks if c["passed"] is not None]
+    # three ways: every judged check passed, one failed, or nothing could be judged (None, not a pass)
     return {"checks": checks, "by_group": by_group, "rows": int(len(rows)),
-            "passed": all(c["passed"] is not False for c in checks)}
+            "passed": all(verdicts) if verdicts else None}
 
 
 @hookimpl

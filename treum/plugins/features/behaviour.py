@@ -16,14 +16,10 @@ import pandas as pd
 
 from treum.core.hookspecs import hookimpl
 from treum.core.specs import FeatureSetSpec
-from treum.core.user_sim import BEHAVIOUR_INPUTS, trailing_behaviour
+from treum.core.user_sim import AGE_BANDS, BEHAVIOUR_INPUTS, EXPERIENCE, RISK_TOLERANCE, trailing_behaviour
 
 DEFAULTS: dict[str, Any] = {"window": 63, "min_follows": 3}
-PROFILE = {
-    "risk_tolerance": ("conservative", "moderate", "aggressive"),
-    "experience": ("novice", "intermediate", "expert"),
-    "age_band": ("18-29", "30-44", "45-59", "60+"),
-}
+PROFILE = {"risk_tolerance": RISK_TOLERANCE, "experience": EXPERIENCE, "age_band": AGE_BANDS}
 
 
 def compute(panel: pd.DataFrame, cfg: Any) -> pd.DataFrame:

@@ -24,16 +24,17 @@ import pandas as pd
 
 from treum.core.hookspecs import hookimpl
 from treum.core.specs import FeatureSetSpec
+from treum.core.user_sim import (
+    AGE_BANDS,
+    ASSET_CLASSES,
+    EXPERIENCE,
+    HORIZON_BARS,
+    REGIONS,
+    RISK_TOLERANCE,
+)
 
 DEFAULTS: dict[str, Any] = {"prior_strength": 5.0, "follow_prior": 0.1, "win_prior": 0.5}
-ORDINALS = {
-    "risk_tolerance": ("conservative", "moderate", "aggressive"),
-    "experience": ("novice", "intermediate", "expert"),
-    "age_band": ("18-29", "30-44", "45-59", "60+"),
-}
-HORIZON_BARS = {"short": 1.0, "medium": 5.0, "long": 21.0}
-ASSET_CLASSES = ("equity", "bonds", "fx", "commodity", "crypto", "options")
-REGIONS = ("NA", "EU", "APAC", "LATAM")
+ORDINALS = {"risk_tolerance": RISK_TOLERANCE, "experience": EXPERIENCE, "age_band": AGE_BANDS}
 # the profile and the signal's attributes: a counterfactual may not change them (treum report's default)
 IMMUTABLE = ("f_user_risk", "f_user_experience", "f_user_age", "f_user_log_account", "f_user_log_horizon",
              *(f"f_region_{r}" for r in REGIONS), "f_signal_risk", "f_signal_log_holding",

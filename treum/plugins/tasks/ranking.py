@@ -27,7 +27,7 @@ from scipy import stats
 from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.hookspecs import hookimpl
 from treum.core.metrics import block_bootstrap_ci
-from treum.core.queries import query_keys, query_metrics
+from treum.core.queries import check_resolution, query_keys, query_metrics
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.task import Task
 
@@ -81,21 +81,8 @@ class Ranking(Task):
             raise ValueError(f"ranking needs the feedback columns {missing} (rows of day x user x item, "
                              "as data=users_sim gives)")
         query_keys(panel.index)  # refuses entities that name no query
-        self._check_resolution(panel)
+        check_resolution(panel, self.config.resolve_bars)
         return pd.DataFrame({"target": relevance(panel)}, index=panel.index)
-
-    def _check_resolution(self, panel: pd.DataFrame) -> None:
-        """An outcome known later than ``resolve_bars`` bars would leak past the purge: refuse it."""
-        if "outcome_known_at" not in panel.columns:
-            return
-        cal = pd.DatetimeIndex(np.unique(panel.index.get_level_values("timestamp").values))
-        known = pd.DatetimeIndex(panel["outcome_known_at"])
-        inside = known <= cal[-1]
-        lag = cal.searchsorted(known[inside]) - cal.searchsorted(panel.index.get_level_values("timestamp")[inside])
-        worst = int(lag.max()) if len(lag) else 0
-        if worst > self.config.resolve_bars:
-            raise ValueError(f"outcomes are known up to {worst} bars after the row, but task.resolve_bars is "
-                             f"{self.config.resolve_bars}; set task.resolve_bars={worst} so the purge covers them")
 
     def label_horizon(self) -> int:
         return int(self.config.resolve_bars)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.hookspecs import hookimpl
-from treum.core.queries import query_keys, query_metrics, split_entity
+from treum.core.queries import check_resolution, query_keys, query_metrics, split_entity
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.task import Task
 
@@ -104,6 +104,7 @@ class Recommendation(Task):
             raise ValueError(f"recommendation needs the feedback columns {missing} (rows of day x user x signal, "
                              "as data=users_sim gives)")
         split_entity(panel.index)  # refuses entities that name no user and signal
+        check_resolution(panel, self.config.resolve_bars)
         return pd.DataFrame({"target": hit_target(panel)}, index=panel.index)
 
     def label_horizon(self) -> int:

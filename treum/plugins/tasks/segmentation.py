@@ -24,7 +24,7 @@ from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.hookspecs import hookimpl
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.task import Task
-from treum.core.user_sim import BEHAVIOUR_INPUTS, trailing_behaviour
+from treum.core.user_sim import BEHAVIOUR_INPUTS, RISK_TOLERANCE, trailing_behaviour
 
 SPACE = "target_space_"
 
@@ -89,7 +89,7 @@ class Segmentation(Task):
 class StatedSegments(JsonStateModel):
     """The stated risk tolerance as the segments: conservative 0, moderate 1, aggressive 2."""
 
-    LEVELS = ("conservative", "moderate", "aggressive")
+    LEVELS = RISK_TOLERANCE
 
     def fit(self, data, valid=None):
         self.state_ = {}
