@@ -160,7 +160,7 @@ def test_data_show_prints_the_head_and_summary():
 def test_run_commands_are_hydra_applications(treum_home):
     help_ = treum("train", "--help")
     assert help_.returncode == 0 and "== Configuration groups ==" in help_.stdout
-    assert "task: anomaly, cross_section, direction, drawdown, forecast, portfolio, regime, risk, sentiment, volatility" in help_.stdout  # the plugin's task is a choice
+    assert "task: anomaly, cross_section, direction, drawdown, forecast, portfolio, ranking, recommendation, regime, risk, risk_profile, segmentation, sentiment, volatility" in help_.stdout  # the plugin's task is a choice
     cfg = treum("train", "model=garch", "--cfg", "job")
     assert cfg.returncode == 0 and "name: volatility" in cfg.stdout  # the task follows the model
     info = treum("evaluate", "--info", "searchpath")

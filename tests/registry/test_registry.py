@@ -23,7 +23,7 @@ def test_migrations_create_every_table(registry):
     tables = set(inspect(registry.engine).get_table_names())
     assert TABLES <= tables
     with registry.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
 
 def test_json_columns_are_jsonb_on_postgres(registry):
