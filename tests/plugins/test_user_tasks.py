@@ -108,3 +108,35 @@ def test_the_bandits_regret_less_than_epsilon_greedy_and_random_in_the_arena():
     assert rows["random"]["reward_rate"] < rows["linucb"]["reward_rate"]
     curve = rows["linucb"]["regret_curve"]
     assert all(b >= a for a, b in zip(curve, curve[1:]))  # pseudo-regret never goes down
+
+
+# --- quality floors on the walk-forward (40 simulated users; the full size is measured in the README) -----------
+def leaderboard(home, *words: str) -> pd.DataFrame:
+    """``treum leaderboard`` in-process; the leaderboard.csv it wrote, indexed by model."""
+    from treum.cli import main
+
+    assert main(["leaderboard", *words]) == 0
+    (path,) = (home / "runs").glob("*-leaderboard*/leaderboard.csv")
+    return pd.read_csv(path).set_index("model")
+
+
+def test_quality_floor_recommendation(treum_home):
+    table = leaderboard(treum_home, "task=recommendation", "data=users_sim", "features=personal", "data.n_users=40",
+                        "eval.bootstrap=0")
+    auc = table["auc"]
+    assert auc["gbm_recommender"] >= auc["signal_hit_rate"] + 0.15
+    assert min(auc["linucb"], auc["thompson_bandit"]) >= auc["signal_hit_rate"] + 0.10
+    assert auc["signal_hit_rate"] > auc["base_rate"]
+
+
+def test_quality_floor_risk_profile_and_segmentation(treum_home):
+    risk = leaderboard(treum_home, "task=risk_profile", "data=users_sim_activity", "features=behaviour",
+                       "data.n_users=40", "eval.bootstrap=0")
+    mae = risk["mae"]
+    assert mae["risk_appetite_gbm"] < min(mae["recent_appetite"], mae["stated_tolerance"])
+    assert risk.loc["risk_appetite_gbm", "spearman"] > risk.loc["stated_tolerance", "spearman"]
+    for run in (treum_home / "runs").glob("*-leaderboard*"):
+        run.rename(run.with_name(run.name.replace("leaderboard", "done")))
+    seg = leaderboard(treum_home, "task=segmentation", "data=users_sim_activity", "features=behaviour",
+                      "data.n_users=40")
+    assert seg.loc["behaviour_kmeans", "silhouette"] >= seg.loc["stated_segments", "silhouette"] + 0.05
