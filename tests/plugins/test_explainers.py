@@ -314,8 +314,12 @@ def test_conformal_sets_for_probabilities(example):
     assert abs(result["coverage"] - 0.8) < 0.05 and result["classes"] == {"1": "up", "0": "down"}
     scores = 1 - np.where(labels["target"] == 1, p, 1 - p)[:1000]
     assert result["qhat"] == pytest.approx(np.sort(scores)[math.ceil(1001 * 0.8) - 1])
-    assert 1 <= result["mean_set_size"] <= 2
-    assert all(set(r["set"]) <= {"up", "down"} for r in result["rows"])
+    q, later = result["qhat"], p[1000:]  # the evaluation half: up is in a set when 1 - p <= qhat, down when p <= qhat
+    sizes = (1 - later <= q).astype(int) + (later <= q).astype(int)
+    assert result["mean_set_size"] == pytest.approx(sizes.mean())
+    assert result["share_empty_sets"] == pytest.approx((sizes == 0).mean())
+    for r, pr in zip(result["rows"], p[:5]):
+        assert r["set"] == [c for c, pc in (("up", pr), ("down", 1 - pr)) if 1 - pc <= q]
 
 
 def test_conformal_reads_held_out_predictions_instead_of_refitting_ones():

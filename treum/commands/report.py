@@ -65,7 +65,6 @@ def main(args: argparse.Namespace) -> int:
         tag = releases[0].split("=", 1)[1]
         overrides = [w for w in words if not w.startswith("release=")]
         plugins = create_plugin_registry()
-        check_overrides(plugins, overrides)
         out = Path(args.out) if args.out else None
         write_release(registry, plugins, tag, overrides, out)
         return 0
@@ -95,9 +94,6 @@ def fairness_config(plugins: Any, name: str, overrides: list[str]) -> Any:
     from treum.commands.compose import compose_plain, to_dict
     from treum.core.config import build_config
 
-    bad = [o for o in overrides if not o.lstrip("+~").startswith("fairness.")]
-    if bad:
-        raise TreumError(f"treum report takes release=TAG and fairness.KEY=VALUE overrides, not {bad}")
     cfg = compose_plain([f"fairness={name}", *overrides], plugins)
     spec = plugins.specs("fairness_checks")[name]
     return build_config(spec.config_cls, to_dict(cfg.fairness), "fairness", f"fairness check '{name}'")
@@ -111,6 +107,7 @@ def write_release(registry: Any, plugins: Any, tag: str, overrides: list[str], o
     from treum.registry.releases import check_tag
 
     tag = check_tag(tag)
+    check_overrides(plugins, overrides)
     actor = actor or login_name()
     deployed = [m for m in registry.list_models() if m.deployment_status == "deployed"]
     if not deployed:
@@ -120,13 +117,13 @@ def write_release(registry: Any, plugins: Any, tag: str, overrides: list[str], o
     if tag in existing:
         raise TreumError(f"release '{tag}' already has a report; show it with `treum report show {tag}` "
                          "or choose another tag")
-    fairness = {name: fairness_config(plugins, name, [o for o in overrides if o.startswith("fairness.")])
-                for name in plugins.specs("fairness_checks")}
+    fairness = {name: fairness_config(plugins, name, overrides) for name in plugins.specs("fairness_checks")}
     models = []
+    frames: dict[str, Any] = {}  # versions trained on the same data, features and configs share one load
     for row in sorted(deployed, key=lambda m: (m.model_type, m.model_name)):
         console.print(f"report: {row.model_name} v{row.model_version} ({row.model_type})", markup=False)
         try:
-            models.append(model_section(registry, plugins, row, fairness))
+            models.append(model_section(registry, plugins, row, fairness, frames))
         except Exception as exc:  # one model that cannot be reported must not hide the others'
             log.warning("report of %s v%s failed", row.model_name, row.model_version, exc_info=True)
             models.append(failed_section(row, exc))
@@ -161,8 +158,12 @@ def write_release(registry: Any, plugins: Any, tag: str, overrides: list[str], o
     return page
 
 
-def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any]) -> dict[str, Any]:
-    """One deployed model's card, metrics, explanations, uncertainty and fairness."""
+def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any],
+                  frames: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One deployed model's card, metrics, explanations, uncertainty and fairness.
+
+    ``frames`` caches the loaded and featurised data by what determines it, across the models of one report.
+    """
     from treum.serve.explain_target import version_frame
     from treum.serve.live import load_version, task_of
 
@@ -201,8 +202,14 @@ def model_section(registry: Any, plugins: Any, row: Any, fairness: dict[str, Any
     oos = _oos(registry, row.artifact_sha256)
     frame, why = None, "the version's data set is not installed here"
     if data_spec is not None:
+        key = json.dumps([data_name, meta.get("data_config"), meta.get("features"), meta.get("features_config"),
+                          row.training_data_version], sort_keys=True, default=str)
         try:
-            frame = version_frame(plugins, meta, row.training_data_version)
+            frame = (frames or {}).get(key)
+            if frame is None:
+                frame = version_frame(plugins, meta, row.training_data_version)
+                if frames is not None:
+                    frames[key] = frame
         except TreumError as exc:
             why = str(exc)
     section["explanations"] = explanations(plugins, model, task, frame, oos, why)

@@ -24,6 +24,8 @@ from treum.core.user_sim import (
     HORIZON_BARS,
     REGIONS,
     RISK_TOLERANCE,
+    SIGNAL_HOLDING,
+    SIGNAL_RISK,
     SIGNALS,
     UserSimConfig,
     make_world,
@@ -72,8 +74,7 @@ class Arena:
             np.log(users["account_usd"].to_numpy(float).clip(1.0)), hold,
             *((users["region"] == r).to_numpy(float) for r in REGIONS),
         ])
-        self.risk_level = np.array([s[1] for s in SIGNALS.values()], dtype=float)
-        self.log_holding = np.log(np.array([s[2] for s in SIGNALS.values()], dtype=float))
+        self.risk_level, self.log_holding = SIGNAL_RISK, np.log(SIGNAL_HOLDING)
         self.weights = self.world.attention / self.world.attention.sum()
 
     def contexts(self, user: int, day: int) -> np.ndarray:

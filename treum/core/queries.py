@@ -62,6 +62,18 @@ def query_metrics(frame: pd.DataFrame, score: str = "score", k: int = 5, seed: i
     return out.set_index(["day", "user"], drop=False)[["day", "user", "ndcg", "hit1", "rr"]].rename_axis(["q_day", "q_user"])
 
 
+def quality_on_first_rows(frame: pd.DataFrame, score: str, k: int) -> np.ndarray:
+    """Each query's NDCG@k (``query_metrics``) on its first row of ``frame``, NaN on its other rows and for a query
+    with nothing relevant: one figure per user's day, which fairness checks average over a segment's users."""
+    per_query = query_metrics(frame, score, k)
+    user, _ = split_entity(frame.index)
+    keys = pd.MultiIndex.from_arrays([frame.index.get_level_values("timestamp"), user])
+    first = ~keys.duplicated()
+    out = np.full(len(frame), np.nan)
+    out[first] = per_query["ndcg"].reindex(keys[first]).to_numpy()
+    return out
+
+
 def check_resolution(panel: pd.DataFrame, resolve_bars: int, key: str = "task.resolve_bars") -> None:
     """Refuse rows whose outcome is known later than ``resolve_bars`` bars (``outcome_known_at``): the purge,
     which is that many bars, would let training labels reach into the test block."""

@@ -51,6 +51,8 @@ SIGNALS: dict[str, tuple[str, int, int, float]] = {
     "options_vol": ("options", 3, 5, -0.05),
 }
 ASSET_CLASSES = ("equity", "bonds", "fx", "commodity", "crypto", "options")
+SIGNAL_RISK = np.array([s[1] for s in SIGNALS.values()], dtype=float)  # per signal, in the catalogue's order
+SIGNAL_HOLDING = np.array([s[2] for s in SIGNALS.values()], dtype=float)
 REGIONS = ("NA", "EU", "APAC", "LATAM")
 REGION_SHARE = (0.40, 0.30, 0.20, 0.10)
 # each region's taste for the asset classes, in log-odds (order of ASSET_CLASSES)
@@ -191,8 +193,7 @@ def make_world(cfg: UserSimConfig, rng: np.random.Generator) -> World:
     days = pd.bdate_range(cfg.first_day, periods=cfg.n_days)
     edge, confidence = signal_edges(cfg.n_days, rng)
     taste = _taste(users, rng)
-    risk_level = np.array([s[1] for s in SIGNALS.values()], dtype=float)
-    holding = np.array([s[2] for s in SIGNALS.values()], dtype=float)
+    risk_level, holding = SIGNAL_RISK, SIGNAL_HOLDING
     # the user's appetite on the signals' 0-3 risk scale, and their holding period in bars
     appetite = 1.5 + 1.1 * (users["_risk"].to_numpy() - users["_risk"].mean()) / users["_risk"].std()
     user_hold = users["horizon"].map(HORIZON_BARS).to_numpy(float)
@@ -219,8 +220,7 @@ def simulate(cfg: UserSimConfig) -> pd.DataFrame:
     w = make_world(cfg, rng)
     users, days, edge, confidence = w.users, w.days, w.edge, w.confidence
     names = list(SIGNALS)
-    risk_level = np.array([s[1] for s in SIGNALS.values()], dtype=float)
-    holding = np.array([s[2] for s in SIGNALS.values()], dtype=float)
+    risk_level, holding = SIGNAL_RISK, SIGNAL_HOLDING
     skill, noise, attention, slippage, risk_sd, offered, base = (w.skill, w.noise, w.attention, w.slippage,
                                                                  w.risk_sd, w.offered, w.base)
     n_u, n_k = len(users), len(names)

@@ -27,7 +27,7 @@ from scipy import stats
 from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.hookspecs import hookimpl
 from treum.core.metrics import block_bootstrap_ci
-from treum.core.queries import check_resolution, query_keys, query_metrics
+from treum.core.queries import check_resolution, quality_on_first_rows, query_keys, query_metrics
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.task import Task
 
@@ -122,16 +122,9 @@ class Ranking(Task):
         query, _ = query_keys(sub.index)
         order = pd.DataFrame({"q": query, "s": sub["score"].to_numpy(float)}, index=sub.index)
         rank = order.groupby("q")["s"].rank(method="first", ascending=False).to_numpy()
-        out = pd.DataFrame({"selected": (rank <= self.config.top_k).astype(float),
-                            "positive": (sub["target"].to_numpy(float) >= 1).astype(float),
-                            "quality": np.nan}, index=sub.index)
-        per_query = query_metrics(sub, "score", self.config.k)
-        first = order.reset_index().groupby("q").first()
-        first_key = pd.MultiIndex.from_arrays([first["timestamp"], first["entity"]])
-        user = first["entity"].astype(str).str.split(":", n=1).str[0].to_numpy()
-        ndcg = per_query["ndcg"].reindex(pd.MultiIndex.from_arrays([first["timestamp"], user])).to_numpy()
-        out.loc[first_key, "quality"] = ndcg
-        return out
+        return pd.DataFrame({"selected": (rank <= self.config.top_k).astype(float),
+                             "positive": (sub["target"].to_numpy(float) >= 1).astype(float),
+                             "quality": quality_on_first_rows(sub, "score", self.config.k)}, index=sub.index)
 
     def describe(self, values: Mapping[str, float]) -> dict[str, Any]:
         return {"meaning": "higher = shown first; only the order among one user's signals of a day matters"}

@@ -24,7 +24,8 @@ import pandas as pd
 
 from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.hookspecs import hookimpl
-from treum.core.queries import check_resolution, query_keys, query_metrics, split_entity
+from treum.core.metrics import day_resample_ci
+from treum.core.queries import check_resolution, quality_on_first_rows, split_entity
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.task import Task
 
@@ -84,16 +85,7 @@ def recommendation_metrics(frame: pd.DataFrame, threshold: float, n_boot: int, s
 
     out: dict[str, float] = {"n": float(len(sub)), "base_rate": float(y.mean()) if len(y) else float("nan"),
                              **figures(np.ones(len(sub)))}
-    n_days = int(day.max()) + 1 if len(day) else 0
-    if n_boot > 0 and n_days >= 20:
-        rng = np.random.default_rng(seed)
-        draws = [figures(np.bincount(rng.integers(0, n_days, n_days), minlength=n_days)[day].astype(float))
-                 for _ in range(min(n_boot, 200))]  # 200 resamples of days: the intervals' third digit is stable
-        for key in ("auc", "log_loss", "brier", "precision", "recall", "selection_rate"):
-            values = np.array([d[key] for d in draws], dtype=float)
-            values = values[np.isfinite(values)]
-            lo, hi = (np.quantile(values, [0.025, 0.975]) if len(values) else (np.nan, np.nan))
-            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(lo), float(hi)
+    out.update(day_resample_ci(figures, day, n_boot, seed))
     return out
 
 
@@ -126,15 +118,9 @@ class Recommendation(Task):
         """``selected``: recommended (p_hit >= threshold); ``positive``: followed and paid; ``quality``: the
         user's day's NDCG@k by p_hit, on the day's first row."""
         sub = oos[["p_hit", "target"]].dropna()
-        out = pd.DataFrame({"selected": (sub["p_hit"] >= self.config.threshold).astype(float),
-                            "positive": sub["target"].astype(float), "quality": np.nan}, index=sub.index)
-        per_query = query_metrics(sub.rename(columns={"p_hit": "score"}), "score", self.config.k)
-        query, _ = query_keys(sub.index)
-        first = ~pd.Series(query).duplicated().to_numpy()
-        user, _ = split_entity(sub.index)
-        keys = pd.MultiIndex.from_arrays([sub.index.get_level_values("timestamp")[first], user[first]])
-        out.iloc[np.flatnonzero(first), out.columns.get_loc("quality")] = per_query["ndcg"].reindex(keys).to_numpy()
-        return out
+        return pd.DataFrame({"selected": (sub["p_hit"] >= self.config.threshold).astype(float),
+                             "positive": sub["target"].astype(float),
+                             "quality": quality_on_first_rows(sub, "p_hit", self.config.k)}, index=sub.index)
 
     def performance_row(self, metrics: Mapping[str, float]) -> dict[str, Any]:
         return {"auc_roc": metrics.get("auc"), "precision": metrics.get("precision"), "recall": metrics.get("recall"),

@@ -23,6 +23,7 @@ from scipy import stats
 
 from treum.core.estimators import JsonStateModel, NoConfig
 from treum.core.hookspecs import hookimpl
+from treum.core.metrics import day_resample_ci
 from treum.core.specs import Baseline, ModelSpec, TaskExample, TaskSpec
 from treum.core.task import Task
 
@@ -70,23 +71,14 @@ class RiskProfile(Task):
         p, y = sub["risk_appetite"].to_numpy(float), sub["target"].to_numpy(float)
         day = pd.factorize(sub.index.get_level_values("timestamp"))[0]
 
-        def figures(idx: np.ndarray) -> dict[str, float]:
+        def figures(weights: np.ndarray) -> dict[str, float]:
+            idx = np.repeat(np.arange(len(sub)), weights.astype(int))  # a day drawn twice counts twice
             e = p[idx] - y[idx]
             rho = stats.spearmanr(p[idx], y[idx]).statistic if len(idx) > 2 and np.ptp(p[idx]) > 0 else np.nan
             return {"mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean())), "spearman": float(rho)}
 
-        out: dict[str, float] = {"n": float(len(sub)), **figures(np.arange(len(sub)))}
-        n_days = int(day.max()) + 1 if len(day) else 0
-        if n_boot > 0 and n_days >= 20:
-            rng = np.random.default_rng(seed)
-            rows_of = pd.Series(np.arange(len(sub))).groupby(day).apply(np.asarray).to_list()
-            draws = [figures(np.concatenate([rows_of[d] for d in rng.integers(0, n_days, n_days)]))
-                     for _ in range(min(n_boot, 200))]
-            for key in ("mae", "rmse", "spearman"):
-                vals = np.array([d[key] for d in draws])
-                vals = vals[np.isfinite(vals)]
-                out[f"{key}_ci_low"], out[f"{key}_ci_high"] = (float(np.quantile(vals, 0.025)),
-                                                               float(np.quantile(vals, 0.975)))
+        out: dict[str, float] = {"n": float(len(sub)), **figures(np.ones(len(sub)))}
+        out.update(day_resample_ci(figures, day, n_boot, seed))
         return out
 
     def performance_row(self, metrics: Mapping[str, float]) -> dict[str, Any]:
